@@ -1,0 +1,227 @@
+"""The batched multi-restart NMF engine: every restart of every k advances in one pass over X.
+
+Per iteration, for all active runs stacked into one factor matrix ``H_s`` (T × p, T = Σ k over
+runs):
+
+1. one pass over navigation chunks ``X_c``: ``A = X_c H_sᵀ`` (one wide GEMM), the loadings rows of
+   the chunk updated, then ``Wᵀ X += W_cᵀ X_c`` (the second wide GEMM) and ``Wᵀ W`` accumulated
+   while the chunk is in cache;
+2. the exact loss of every run from products already at hand:
+   ``‖X − WH‖² = ‖X‖² − 2⟨WᵀX, H⟩ + ⟨WᵀW, HHᵀ⟩``;
+3. runs whose relative loss decrease fell below ``tol`` stop and leave the stack (their last
+   ``(W, H)`` pair is the one the loss belongs to);
+4. the factors of the remaining runs are updated from ``WᵀX`` and ``WᵀW``.
+
+Nothing here imports HyperSpy; X is reached only through an operator (see ``operators.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .operators import DTYPE
+from .updates import SOLVERS, update_h, update_w
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """One NMF run: its start, and after :func:`fit_runs` its result.
+
+    ``w`` is (n, k) and ``h`` (k, p) in the operator's kept rows and columns.  For the ALS solver
+    ``h`` may be None: the first factors are then computed from the random loadings, as in
+    Uesugi's step 3.
+    """
+
+    w: np.ndarray
+    h: np.ndarray | None
+    history: list[float] = field(default_factory=list)
+    converged: bool = False
+
+    @property
+    def k(self) -> int:
+        return self.w.shape[1]
+
+    @property
+    def n_iter(self) -> int:
+        return len(self.history)
+
+    @property
+    def mse(self) -> float:
+        return self.history[-1] if self.history else float("nan")
+
+
+class _Stack:
+    """The active runs laid side by side: loadings (n, T) and factors grouped by k."""
+
+    def __init__(self, runs: list[Run], p: int) -> None:
+        self.runs = runs
+        self.by_k: dict[int, list[int]] = {}
+        for i, run in enumerate(runs):
+            self.by_k.setdefault(run.k, []).append(i)
+        order = [i for k in sorted(self.by_k) for i in self.by_k[k]]
+        self.order = order
+        self.w = np.concatenate([runs[i].w for i in order], axis=1).astype(DTYPE, copy=False)
+        self.w = np.ascontiguousarray(self.w)
+        self.groups: list[tuple[int, list[int], slice, np.ndarray]] = []
+        start = 0
+        for k in sorted(self.by_k):
+            members = self.by_k[k]
+            cols = slice(start, start + k * len(members))
+            h = np.stack(
+                [runs[i].h if runs[i].h is not None else np.zeros((k, p), DTYPE) for i in members]
+            ).astype(DTYPE, copy=False)
+            self.groups.append((k, members, cols, h))
+            start = cols.stop
+        self.n_columns = start
+
+    def h_stack(self) -> np.ndarray:
+        return np.concatenate([h.reshape(-1, h.shape[2]) for _, _, _, h in self.groups], axis=0)
+
+    def write_back(self, indices: Sequence[int]) -> None:
+        """Copy the current state of some runs back into their :class:`Run`."""
+        wanted = set(indices)
+        for k, members, cols, h in self.groups:
+            w_group = self.w[:, cols].reshape(self.w.shape[0], len(members), k)
+            for r, i in enumerate(members):
+                if i in wanted:
+                    self.runs[i].w = np.array(w_group[:, r])
+                    self.runs[i].h = np.array(h[r])
+
+
+def fit_runs(
+    operator,
+    runs: list[Run],
+    *,
+    solver: str = "hals",
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    on_iteration: Callable[[int, int], None] | None = None,
+    fixed_factors: bool = False,
+) -> list[Run]:
+    """Advance all ``runs`` together until each converges or ``max_iter`` passes are done.
+
+    Parameters
+    ----------
+    operator
+        A :class:`~hyperspy_nmfdecide.nmf.operators.DenseOperator` or ``LowRankOperator``.
+    runs
+        Starting points; updated in place and returned.
+    solver
+        ``"hals"``, ``"mu"`` or ``"als"``.
+    max_iter
+        Maximum number of passes over X per run.
+    tol
+        A run stops when ``(mse_prev - mse) / mse_prev < tol``.
+    on_iteration
+        Called as ``on_iteration(iteration, n_active)`` after every pass.
+    fixed_factors
+        Keep ``h`` as given and fit only the loadings (projection of new data).
+
+    Returns
+    -------
+    list of Run
+        With ``history`` holding the MSE after every pass (the last one is that of the returned
+        ``w``, ``h``) and ``converged`` set.
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.nmf.operators import DenseOperator
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((50, 3)) @ rng.random((3, 40))
+    >>> runs = [Run(rng.random((50, 3)), rng.random((3, 40))) for _ in range(4)]
+    >>> runs = fit_runs(DenseOperator(x), runs, max_iter=500, tol=1e-7)
+    >>> min(run.mse for run in runs) < 1e-4
+    True
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    p = operator.shape[1]
+    active = [i for i, run in enumerate(runs) if not run.converged]
+    if not active:
+        return runs
+    stack = _Stack([runs[i] for i in active], p)
+    local_to_global = active
+
+    # Uesugi's ALS starts from random loadings only: one pass computes the first factors.
+    if any(run.h is None for run in stack.runs):
+        wtx, wtw = _pass(operator, stack, solver, update_loadings=False)
+        for k, _, cols, h in stack.groups:
+            update_h(solver, h, wtx[cols].reshape(h.shape), wtw[k])
+
+    for iteration in range(max_iter):
+        wtx, wtw = _pass(operator, stack, solver, update_loadings=True)
+        finished = []
+        for i, mse in zip(stack.order, _stack_mse(operator, stack, wtx, wtw)):
+            run = stack.runs[i]
+            previous = run.history[-1] if run.history else np.inf
+            run.history.append(float(mse))
+            if np.isfinite(previous) and previous - mse < tol * previous:
+                run.converged = True
+                finished.append(i)
+        if on_iteration is not None:
+            on_iteration(iteration, len(stack.runs) - len(finished))
+        last = iteration == max_iter - 1
+        if last:
+            finished = list(range(len(stack.runs)))
+        if finished:
+            stack.write_back(finished)
+        if len(finished) == len(stack.runs):
+            break
+        if not fixed_factors:
+            for k, members, cols, h in stack.groups:
+                update_h(solver, h, wtx[cols].reshape(h.shape), wtw[k])
+        if finished:
+            stack.write_back([i for i in range(len(stack.runs)) if i not in set(finished)])
+            remaining = [i for i in range(len(stack.runs)) if i not in set(finished)]
+            local_to_global = [local_to_global[i] for i in remaining]
+            stack = _Stack([stack.runs[i] for i in remaining], p)
+    return runs
+
+
+def evaluate_mse(operator, runs: list[Run]) -> np.ndarray:
+    """Exact MSE of each run's current ``(w, h)`` on the operator's X, in one pass."""
+    stack = _Stack(runs, operator.shape[1])
+    wtx, wtw = _pass(operator, stack, "hals", update_loadings=False)
+    mse = np.empty(len(runs))
+    mse[stack.order] = _stack_mse(operator, stack, wtx, wtw)
+    return mse
+
+
+def _stack_mse(operator, stack: _Stack, wtx: np.ndarray, wtw: dict) -> np.ndarray:
+    """MSE of every stacked run, in ``stack.order``, from ``‖X‖² − 2⟨WᵀX, H⟩ + ⟨WᵀW, HHᵀ⟩``."""
+    n, p = operator.shape
+    out = []
+    for k, _, cols, h in stack.groups:
+        hht = np.einsum("rkp,rlp->rkl", h, h, dtype=np.float64)
+        cross = np.einsum("rkp,rkp->r", wtx[cols].reshape(h.shape), h, dtype=np.float64)
+        quadratic = np.einsum("rkl,rkl->r", wtw[k], hht)
+        out.append(np.maximum(operator.stats.squared_norm - 2 * cross + quadratic, 0.0))
+    return np.concatenate(out) / (float(n) * float(p))
+
+
+def _pass(operator, stack: _Stack, solver: str, *, update_loadings: bool):
+    """One pass over the chunks of X: returns ``Wᵀ X`` (T, p) and ``Wᵀ W`` per k."""
+    h_stack = stack.h_stack()
+    hht = {k: np.einsum("rkp,rlp->rkl", h, h) for k, _, _, h in stack.groups}
+    acc = operator.wtx_accumulator(stack.n_columns)
+    wtw = {k: np.zeros((len(m), k, k), dtype=np.float64) for k, m, _, _ in stack.groups}
+    for rows, chunk in operator.chunks():
+        w_chunk = stack.w[rows]
+        n_c = w_chunk.shape[0]
+        if update_loadings:
+            xht = operator.times_ht(chunk, h_stack)
+            for k, members, cols, _ in stack.groups:
+                shape = (n_c, len(members), k)
+                w_group = w_chunk[:, cols].reshape(shape)
+                update_w(solver, w_group, xht[:, cols].reshape(shape), hht[k])
+        operator.accumulate_wtx(chunk, w_chunk, acc)
+        for k, members, cols, _ in stack.groups:
+            w_group = w_chunk[:, cols].reshape(n_c, len(members), k)
+            wtw[k] += np.einsum("nrk,nrl->rkl", w_group, w_group)
+    return operator.finish_wtx(acc), wtw

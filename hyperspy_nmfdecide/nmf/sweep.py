@@ -1,0 +1,332 @@
+"""The k sweep of Uesugi et al. (2021): many random restarts per k, all advanced together.
+
+Runs are grouped into batches whose stacked factor matrix fits a memory budget; within a batch
+every pass over X serves every restart of every k (see ``engine.py``).  Per run seeds come from
+``np.random.SeedSequence(entropy, spawn_key=(k, restart))``: a run depends only on the seed, k
+and its restart index, never on the batch it ran in or on the rest of the k range.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engine import Run, evaluate_mse, fit_runs
+from .operators import DTYPE, DenseOperator, LowRankOperator
+from .svd import TruncatedSVD, nndsvd_start, truncated_svd
+from .updates import SOLVERS
+
+_logger = logging.getLogger(__name__)
+
+MODES = ("exact", "fast")
+
+#: Bytes allowed for the stacked loadings and factors of one batch when the caller does not say.
+DEFAULT_BATCH_BYTES = 2 * 2**30
+
+
+@dataclass
+class SweepArrays:
+    """Plain-array result of :func:`run_sweep` (no HyperSpy).
+
+    ``loss``, ``n_iter`` and ``converged`` are (n_k, n_restarts) for the random starts; the
+    ``nndsvd_*`` arrays are (n_k,) for the deterministic start.  ``best_run[i]`` is the restart
+    index of the minimum-loss run at ``k_values[i]``, or -1 when the NNDSVD run won.
+    ``factors[k]`` is (k, n_pixel) and ``loadings[k]`` (n_probe, k) of that best run, in the
+    full (unmasked) pixel and probe space: excluded and dark pixels and excluded probes are 0.
+    Factors sum to one, so a loading is the counts a component contributes to a pattern;
+    components are ordered by integrated loading, descending.
+    """
+
+    k_values: np.ndarray
+    loss: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+    nndsvd_loss: np.ndarray
+    nndsvd_n_iter: np.ndarray
+    nndsvd_converged: np.ndarray
+    pca_loss: np.ndarray
+    best_run: np.ndarray
+    loss_history: list[np.ndarray]
+    factors: dict[int, np.ndarray]
+    loadings: dict[int, np.ndarray]
+    entropy: int
+
+    @property
+    def best_loss(self) -> np.ndarray:
+        return np.minimum(self.loss.min(axis=1), self.nndsvd_loss)
+
+
+def resolve_entropy(random_state: int | np.random.Generator | None) -> int:
+    """One integer that, with (k, restart), determines every random start of a sweep."""
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy)
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**63))
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"random_state must be non-negative, got {random_state}")
+        return int(random_state)
+    raise TypeError(
+        f"random_state must be an int, a numpy Generator or None, got {type(random_state).__name__}"
+    )
+
+
+def random_start(
+    entropy: int, k: int, restart: int, shape: tuple[int, int], scale: float, solver: str
+) -> Run:
+    """The random non-negative start of run ``restart`` at rank ``k``."""
+    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(k, restart)))
+    n, p = shape
+    # Uniform on [0, 2a) with a = sqrt(rms(X) / k): W H then has the data's magnitude.
+    a = np.sqrt(scale / k)
+    w = rng.random((n, k), dtype=DTYPE) * DTYPE(2 * a)
+    if solver == "als":  # Uesugi step 2: random loadings only; factors follow by least squares
+        return Run(w, None)
+    h = rng.random((k, p), dtype=DTYPE) * DTYPE(2 * a)
+    return Run(w, h)
+
+
+def run_sweep(
+    data,
+    k_values: Sequence[int],
+    n_restarts: int = 20,
+    *,
+    solver: str = "hals",
+    mode: str = "exact",
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    row_mask: np.ndarray | None = None,
+    col_mask: np.ndarray | None = None,
+    random_state: int | np.random.Generator | None = None,
+    negative_values: str = "raise",
+    chunk_rows: int | None = None,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    polish_runs: int = 3,
+    polish_iter: int = 50,
+    on_pass: Callable[[], None] | None = None,
+) -> SweepArrays:
+    """Multi-restart NMF for every k in ``k_values`` on a 2-D (n_probe, n_pixel) array.
+
+    Parameters
+    ----------
+    data
+        numpy or dask array (n_probe, n_pixel), non-negative.
+    k_values
+        Ranks to fit, each ≥ 1 and ≤ min(n_probe, n_pixel) after masking.
+    n_restarts
+        Random starts per k (plus one NNDSVD start per k, reported separately).
+    solver
+        ``"hals"``, ``"mu"`` or ``"als"``.
+    mode
+        ``"exact"``: every iteration on X.  ``"fast"``: iterate on a randomised rank
+        (k_max + 25) compression of X, then evaluate every run exactly and polish the best
+        ``polish_runs`` per k (and the NNDSVD run) on X for up to ``polish_iter`` passes.
+    max_iter, tol
+        Passes per run, and the relative MSE decrease below which a run stops.
+    row_mask, col_mask
+        Boolean, ``True`` = excluded probe / pixel.
+    random_state
+        Seed (int), Generator or None (fresh entropy, recorded in ``entropy``).
+    negative_values
+        ``"raise"`` or ``"clip"``.
+    chunk_rows
+        Rows of X per chunk of a pass (default: ~32 MiB, or the dask chunks).
+    batch_bytes
+        Memory for the stacked loadings and factors of one batch of runs.
+    on_pass
+        Called after every pass over X (for progress bars).
+
+    Returns
+    -------
+    SweepArrays
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((300, 2)) @ rng.random((2, 50))
+    >>> result = run_sweep(x, [1, 2, 3], n_restarts=3, random_state=0, tol=1e-6)
+    >>> result.best_loss[1] < 1e-6 < result.best_loss[0]
+    True
+    """
+    k_values = _check_k(k_values)
+    if not isinstance(n_restarts, (int, np.integer)) or n_restarts < 1:
+        raise ValueError(f"n_restarts must be an integer ≥ 1, got {n_restarts!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer ≥ 1, got {max_iter!r}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be ≥ 0, got {tol!r}")
+    entropy = resolve_entropy(random_state)
+
+    operator = DenseOperator(
+        data,
+        row_mask=row_mask,
+        col_mask=col_mask,
+        negative_values=negative_values,
+        chunk_rows=chunk_rows,
+    )
+    n, p = operator.shape
+    if k_values[-1] > min(n, p):
+        raise ValueError(
+            f"k_range goes up to {k_values[-1]}, but the data matrix after masking is {n} × {p}: "
+            f"k can be at most {min(n, p)}"
+        )
+    n_elements = float(n) * float(p)
+    scale = float(np.sqrt(operator.stats.squared_norm / n_elements))
+    progress = _Progress(on_pass)
+
+    svd_rank = k_values[-1] + (25 if mode == "fast" else 0)
+    svd = truncated_svd(operator, svd_rank, random_state=entropy % 2**32)
+    progress.passes(2 + 2 * 3 + 1)
+    pca = np.array([svd.pca_mse(operator.stats.squared_norm, n_elements, k) for k in k_values])
+
+    runs: dict[tuple[int, int], Run] = {}
+    for k in k_values:
+        for r in range(n_restarts):
+            runs[k, r] = random_start(entropy, k, r, (n, p), scale, solver)
+        runs[k, -1] = Run(*nndsvd_start(svd, k, fill=np.sqrt(scale / k) / 10))
+
+    fit_operator = operator if mode == "exact" else _compressed(svd)
+    for batch in _batches(list(runs), n, p, batch_bytes):
+        fit_runs(
+            fit_operator,
+            [runs[key] for key in batch],
+            solver=solver,
+            max_iter=max_iter,
+            tol=tol,
+            on_iteration=lambda *_: progress.passes(1),
+        )
+    if mode == "fast":
+        _evaluate_and_polish(
+            operator, runs, k_values, solver, polish_runs, polish_iter, tol, batch_bytes, progress
+        )
+    return _collect(operator, runs, k_values, n_restarts, pca, entropy)
+
+
+class _Progress:
+    def __init__(self, callback: Callable[[], None] | None) -> None:
+        self.callback = callback
+
+    def passes(self, count: int) -> None:
+        if self.callback is not None:
+            for _ in range(count):
+                self.callback()
+
+
+def _check_k(k_values: Sequence[int]) -> list[int]:
+    try:
+        values = list(k_values)
+    except TypeError as error:
+        raise TypeError(f"k_range must be an iterable of integers, got {k_values!r}") from error
+    if not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in values):
+        raise TypeError(f"k_range must contain integers, got {values!r}")
+    if not values:
+        raise ValueError("k_range is empty: give at least one number of components")
+    values = sorted({int(k) for k in values})
+    if values[0] < 1:
+        raise ValueError(f"k_range values must be ≥ 1, got {values[0]}")
+    return values
+
+
+def _compressed(svd: TruncatedSVD) -> LowRankOperator:
+    return LowRankOperator(svd.u * svd.s, svd.vt)
+
+
+def _batches(keys: list[tuple[int, int]], n: int, p: int, budget: int) -> list[list]:
+    """Split runs into batches whose loadings, factors and products fit ``budget`` bytes."""
+    max_columns = max(1, budget // (4 * (n + 3 * p)))
+    batches, current, width = [], [], 0
+    for key in sorted(keys, key=lambda key: (key[0], key[1])):
+        if current and width + key[0] > max_columns:
+            batches.append(current)
+            current, width = [], 0
+        current.append(key)
+        width += key[0]
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _evaluate_and_polish(
+    operator, runs, k_values, solver, polish_runs, polish_iter, tol, batch_bytes, progress
+) -> None:
+    """Exact MSE of every run (one pass), then a short exact fit of the best per k."""
+    n, p = operator.shape
+    keys = list(runs)
+    for batch in _batches(keys, n, p, batch_bytes):
+        exact = evaluate_mse(operator, [runs[key] for key in batch])
+        progress.passes(1)
+        for key, mse in zip(batch, exact):
+            runs[key].history.append(float(mse))
+    polish = []
+    for k in k_values:
+        ranked = sorted((key for key in keys if key[0] == k), key=lambda key: runs[key].mse)
+        polish += ranked[:polish_runs] + ([] if (k, -1) in ranked[:polish_runs] else [(k, -1)])
+    for key in polish:
+        runs[key].converged = False
+    for batch in _batches(polish, n, p, batch_bytes):
+        fit_runs(
+            operator,
+            [runs[key] for key in batch],
+            solver=solver,
+            max_iter=polish_iter,
+            tol=tol,
+            on_iteration=lambda *_: progress.passes(1),
+        )
+
+
+def _collect(operator, runs, k_values, n_restarts, pca, entropy) -> SweepArrays:
+    n_k = len(k_values)
+    loss = np.empty((n_k, n_restarts))
+    n_iter = np.empty((n_k, n_restarts), dtype=int)
+    converged = np.empty((n_k, n_restarts), dtype=bool)
+    nndsvd = [runs[k, -1] for k in k_values]
+    best_run = np.empty(n_k, dtype=int)
+    histories, factors, loadings = [], {}, {}
+    for i, k in enumerate(k_values):
+        for r in range(n_restarts):
+            run = runs[k, r]
+            loss[i, r], n_iter[i, r], converged[i, r] = run.mse, run.n_iter, run.converged
+        candidates = list(range(n_restarts)) + [-1]
+        best = min(candidates, key=lambda r: runs[k, r].mse)
+        best_run[i] = best
+        run = runs[k, best]
+        histories.append(np.asarray(run.history))
+        factors[k], loadings[k] = _normalised_full(operator, run.w, run.h)
+    return SweepArrays(
+        k_values=np.asarray(k_values),
+        loss=loss,
+        n_iter=n_iter,
+        converged=converged,
+        nndsvd_loss=np.array([run.mse for run in nndsvd]),
+        nndsvd_n_iter=np.array([run.n_iter for run in nndsvd]),
+        nndsvd_converged=np.array([run.converged for run in nndsvd]),
+        pca_loss=pca,
+        best_run=best_run,
+        loss_history=histories,
+        factors=factors,
+        loadings=loadings,
+        entropy=entropy,
+    )
+
+
+def _normalised_full(operator, w: np.ndarray, h: np.ndarray):
+    """Unit-sum factors, loadings in counts, sorted by integrated loading, in full space."""
+    sums = h.sum(axis=1, dtype=np.float64)
+    safe = np.where(sums > 0, sums, 1.0)
+    h = h / safe[:, None]
+    w = w * sums[None, :]
+    order = np.argsort(-w.sum(axis=0, dtype=np.float64), kind="stable")
+    h, w = h[order], w[:, order]
+    n_full, p_full = operator.full_shape
+    factors = np.zeros((h.shape[0], p_full), dtype=DTYPE)
+    factors[:, operator.col_keep] = h
+    loadings = np.zeros((n_full, w.shape[1]), dtype=DTYPE)
+    loadings[operator.row_keep] = w
+    return factors, loadings
