@@ -57,21 +57,21 @@ class Run:
 
 
 class _Stack:
-    """The active runs laid side by side: loadings (n, T) and factors grouped by k."""
+    """The active runs side by side: loadings transposed (T, n), factors grouped by k."""
 
     def __init__(self, runs: list[Run], p: int) -> None:
         self.runs = runs
-        self.by_k: dict[int, list[int]] = {}
+        by_k: dict[int, list[int]] = {}
         for i, run in enumerate(runs):
-            self.by_k.setdefault(run.k, []).append(i)
-        order = [i for k in sorted(self.by_k) for i in self.by_k[k]]
-        self.order = order
-        self.w = np.concatenate([runs[i].w for i in order], axis=1).astype(DTYPE, copy=False)
-        self.w = np.ascontiguousarray(self.w)
+            by_k.setdefault(run.k, []).append(i)
+        self.order = [i for k in sorted(by_k) for i in by_k[k]]
+        self.wt = np.ascontiguousarray(
+            np.concatenate([runs[i].w.T for i in self.order], axis=0), dtype=DTYPE
+        )
         self.groups: list[tuple[int, list[int], slice, np.ndarray]] = []
         start = 0
-        for k in sorted(self.by_k):
-            members = self.by_k[k]
+        for k in sorted(by_k):
+            members = by_k[k]
             cols = slice(start, start + k * len(members))
             h = np.stack(
                 [runs[i].h if runs[i].h is not None else np.zeros((k, p), DTYPE) for i in members]
@@ -86,11 +86,12 @@ class _Stack:
     def write_back(self, indices: Sequence[int]) -> None:
         """Copy the current state of some runs back into their :class:`Run`."""
         wanted = set(indices)
+        n = self.wt.shape[1]
         for k, members, cols, h in self.groups:
-            w_group = self.w[:, cols].reshape(self.w.shape[0], len(members), k)
+            wt_group = self.wt[cols].reshape(len(members), k, n)
             for r, i in enumerate(members):
                 if i in wanted:
-                    self.runs[i].w = np.array(w_group[:, r])
+                    self.runs[i].w = np.ascontiguousarray(wt_group[r].T)
                     self.runs[i].h = np.array(h[r])
 
 
@@ -208,20 +209,22 @@ def _stack_mse(operator, stack: _Stack, wtx: np.ndarray, wtw: dict) -> np.ndarra
 def _pass(operator, stack: _Stack, solver: str, *, update_loadings: bool):
     """One pass over the chunks of X: returns ``Wᵀ X`` (T, p) and ``Wᵀ W`` per k."""
     h_stack = stack.h_stack()
-    hht = {k: np.einsum("rkp,rlp->rkl", h, h) for k, _, _, h in stack.groups}
+    hht = {k: np.matmul(h, h.transpose(0, 2, 1)) for k, _, _, h in stack.groups}
     acc = operator.wtx_accumulator(stack.n_columns)
     wtw = {k: np.zeros((len(m), k, k), dtype=np.float64) for k, m, _, _ in stack.groups}
     for rows, chunk in operator.chunks():
-        w_chunk = stack.w[rows]
-        n_c = w_chunk.shape[0]
+        wt_chunk = stack.wt[:, rows]
+        n_c = wt_chunk.shape[1]
         if update_loadings:
-            xht = operator.times_ht(chunk, h_stack)
+            hxt = operator.h_times_xt(chunk, h_stack)
             for k, members, cols, _ in stack.groups:
-                shape = (n_c, len(members), k)
-                w_group = w_chunk[:, cols].reshape(shape)
-                update_w(solver, w_group, xht[:, cols].reshape(shape), hht[k])
-        operator.accumulate_wtx(chunk, w_chunk, acc)
+                shape = (len(members), k, n_c)
+                update_w(solver, wt_chunk[cols].reshape(shape), hxt[cols].reshape(shape), hht[k])
+        operator.accumulate_wtx(chunk, wt_chunk, acc)
         for k, members, cols, _ in stack.groups:
-            w_group = w_chunk[:, cols].reshape(n_c, len(members), k)
-            wtw[k] += np.einsum("nrk,nrl->rkl", w_group, w_group)
+            # One GEMM for the group's whole Gram matrix, then its k × k diagonal blocks:
+            # at BLAS speed this beats a batched einsum by far, for ~3 % more flops.
+            gram = wt_chunk[cols] @ wt_chunk[cols].T
+            blocks = gram.reshape(len(members), k, len(members), k)
+            wtw[k] += np.einsum("rkrl->rkl", blocks)
     return operator.finish_wtx(acc), wtw

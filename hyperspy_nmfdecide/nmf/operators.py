@@ -215,13 +215,13 @@ class DenseOperator:
             yield slice(compact_start, stop), block
             compact_start = stop
 
-    def times_ht(self, chunk: np.ndarray, h_stack: np.ndarray) -> np.ndarray:
-        """``X_c Hᵀ`` for one chunk: (n_c, T)."""
-        return chunk @ h_stack.T
+    def h_times_xt(self, chunk: np.ndarray, h_stack: np.ndarray) -> np.ndarray:
+        """``H X_cᵀ`` for one chunk: (T, n_c), the transpose of ``X_c Hᵀ``."""
+        return h_stack @ chunk.T
 
-    def accumulate_wtx(self, chunk: np.ndarray, w_chunk: np.ndarray, out: np.ndarray) -> None:
-        """Add ``W_cᵀ X_c`` to ``out`` (T, p)."""
-        out += w_chunk.T @ chunk
+    def accumulate_wtx(self, chunk: np.ndarray, wt_chunk: np.ndarray, out: np.ndarray) -> None:
+        """Add ``W_cᵀ X_c`` to ``out`` (T, p), given ``wt_chunk = W_cᵀ`` (T, n_c)."""
+        out += wt_chunk @ chunk
 
     def finish_wtx(self, acc: np.ndarray) -> np.ndarray:
         """Turn the accumulator of :meth:`accumulate_wtx` into ``Wᵀ X`` (T, p)."""
@@ -256,11 +256,11 @@ class LowRankOperator:
     def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
         yield slice(0, self.u.shape[0]), self.u
 
-    def times_ht(self, chunk: np.ndarray, h_stack: np.ndarray) -> np.ndarray:
-        return chunk @ (self.g @ h_stack.T)
+    def h_times_xt(self, chunk: np.ndarray, h_stack: np.ndarray) -> np.ndarray:
+        return (h_stack @ self.g.T) @ chunk.T
 
-    def accumulate_wtx(self, chunk: np.ndarray, w_chunk: np.ndarray, out: np.ndarray) -> None:
-        out += w_chunk.T @ chunk
+    def accumulate_wtx(self, chunk: np.ndarray, wt_chunk: np.ndarray, out: np.ndarray) -> None:
+        out += wt_chunk @ chunk
 
     def finish_wtx(self, acc: np.ndarray) -> np.ndarray:
         return acc @ self.g

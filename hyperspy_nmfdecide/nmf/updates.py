@@ -2,11 +2,14 @@
 
 Shapes, for R restarts of rank k, a chunk of n_c probes and p pixels:
 
-* ``w``: (n_c, R, k) loadings of the chunk, updated in place;
-* ``xht``: (n_c, R, k) the chunk's ``X Hᵀ``;
+* ``wt``: (R, k, n_c) loadings of the chunk, transposed, updated in place;
+* ``hxt``: (R, k, n_c) the chunk's ``H Xᵀ``;
 * ``hht``: (R, k, k) ``H Hᵀ``;
 * ``h``: (R, k, p) factors, updated in place;
 * ``wtx``: (R, k, p) ``Wᵀ X``;  ``wtw``: (R, k, k) ``Wᵀ W``.
+
+Loadings are kept transposed so that the innermost, contiguous axis is the long one (probes or
+pixels) in both updates.
 
 Each rule needs only those products, which is what lets one pass over navigation chunks serve
 every restart (DESIGN §7).  The rules are the textbook ones, written here because no library
@@ -21,6 +24,7 @@ offers them batched over restarts or split into a chunked W step and a global H 
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 SOLVERS = ("hals", "mu", "als")
@@ -29,19 +33,19 @@ SOLVERS = ("hals", "mu", "als")
 _EPS = float(np.finfo(np.float32).eps)
 
 
-def update_w(solver: str, w: np.ndarray, xht: np.ndarray, hht: np.ndarray) -> None:
-    """Update the loadings of one chunk in place, with the factors fixed."""
+def update_w(solver: str, wt: np.ndarray, hxt: np.ndarray, hht: np.ndarray) -> None:
+    """Update the (transposed) loadings of one chunk in place, with the factors fixed."""
     if solver == "hals":
-        _hals_w(w, xht, hht)
+        _hals_rows(wt, hxt, np.ascontiguousarray(hht), np.float32(_EPS))
     elif solver == "mu":
-        denominator = np.einsum("nrl,rlk->nrk", w, hht)
+        denominator = np.matmul(hht, wt)
         denominator += _EPS
-        w *= xht
-        w /= denominator
-        np.maximum(w, 0, out=w)  # a compressed X (mode="fast") can give slightly negative XHᵀ
+        wt *= hxt
+        wt /= denominator
+        np.maximum(wt, 0, out=wt)  # a compressed X (mode="fast") can give slightly negative HXᵀ
     elif solver == "als":
-        w[...] = np.einsum("nrl,rlk->nrk", xht, np.linalg.pinv(hht, hermitian=True))
-        np.maximum(w, 0, out=w)
+        wt[...] = np.matmul(np.linalg.pinv(hht, hermitian=True), hxt)
+        np.maximum(wt, 0, out=wt)
     else:  # pragma: no cover - checked by the caller
         raise ValueError(solver)
 
@@ -49,20 +53,15 @@ def update_w(solver: str, w: np.ndarray, xht: np.ndarray, hht: np.ndarray) -> No
 def update_h(solver: str, h: np.ndarray, wtx: np.ndarray, wtw: np.ndarray) -> None:
     """Update the factors in place, with the loadings fixed (after a full pass)."""
     if solver == "hals":
-        for j in range(h.shape[1]):
-            # Gauss-Seidel: rows updated earlier in this sweep are used at once.
-            step = wtx[:, j] - np.einsum("rl,rlp->rp", wtw[:, j], h)
-            step /= wtw[:, j, j, None] + _EPS
-            h[:, j] += step
-            np.maximum(h[:, j], 0, out=h[:, j])
+        _hals_rows(h, wtx, np.ascontiguousarray(wtw, dtype=h.dtype), np.float32(_EPS))
     elif solver == "mu":
-        denominator = np.einsum("rkl,rlp->rkp", wtw, h)
+        denominator = np.matmul(wtw.astype(h.dtype), h)
         denominator += _EPS
         h *= wtx
         h /= denominator
         np.maximum(h, 0, out=h)
     elif solver == "als":
-        h[...] = np.einsum("rkl,rlp->rkp", np.linalg.pinv(wtw, hermitian=True), wtx)
+        h[...] = np.matmul(np.linalg.pinv(wtw, hermitian=True).astype(h.dtype), wtx)
         np.maximum(h, 0, out=h)
         norms = np.linalg.norm(h, axis=2, keepdims=True)
         np.divide(h, norms, out=h, where=norms > 0)
@@ -70,10 +69,26 @@ def update_h(solver: str, h: np.ndarray, wtx: np.ndarray, wtw: np.ndarray) -> No
         raise ValueError(solver)
 
 
-def _hals_w(w: np.ndarray, xht: np.ndarray, hht: np.ndarray) -> None:
-    diagonal = np.diagonal(hht, axis1=1, axis2=2) + _EPS  # (R, k)
-    for j in range(w.shape[2]):
-        step = xht[:, :, j] - np.einsum("nrl,rl->nr", w, hht[:, :, j])
-        step /= diagonal[:, j]
-        w[:, :, j] += step
-        np.maximum(w[:, :, j], 0, out=w[:, :, j])
+@numba.njit(cache=True, fastmath=True)
+def _hals_rows(v, rhs, gram, eps):  # pragma: no cover - compiled
+    """One HALS sweep (Gauss-Seidel over the k rows) of ``v`` for every restart.
+
+    ``v`` (R, k, m) holds one factor (loadings transposed, or factors) with ``rhs`` (R, k, m)
+    its data product and ``gram`` (R, k, k) the other factor's Gram matrix.  Row j becomes
+    ``max(0, v_j + (rhs_j − Σ_o gram_jo v_o) / gram_jj)``, rows updated earlier in the sweep
+    being used at once.  Every inner loop runs over the long, contiguous axis m, so it
+    vectorises; numpy would need k small batched products per restart instead.
+    """
+    n_runs, k, m = v.shape
+    step = np.empty(m, dtype=v.dtype)
+    for r in range(n_runs):
+        for j in range(k):
+            step[:] = rhs[r, j]
+            for other in range(k):
+                coefficient = gram[r, j, other]
+                for i in range(m):
+                    step[i] -= coefficient * v[r, other, i]
+            scale = 1.0 / (gram[r, j, j] + eps)
+            for i in range(m):
+                value = v[r, j, i] + step[i] * scale
+                v[r, j, i] = value if value > 0 else 0.0
