@@ -194,6 +194,20 @@ def evaluate_mse(operator, runs: list[Run]) -> np.ndarray:
     return mse
 
 
+def direct_mse(operator, run: Run) -> float:
+    """MSE of one run from the residual itself, one pass over X.
+
+    The loss identity used during the fit loses relative precision when the MSE is many orders
+    below ``‖X‖² / (n p)`` (float32 cancellation); the kept runs are reported with this value.
+    """
+    n, p = operator.shape
+    total = 0.0
+    for rows, chunk in operator.chunks():
+        residual = operator.dense(chunk) - run.w[rows] @ run.h
+        total += float(np.einsum("ij,ij->", residual, residual, dtype=np.float64))
+    return total / (float(n) * float(p))
+
+
 def _stack_mse(operator, stack: _Stack, wtx: np.ndarray, wtw: dict) -> np.ndarray:
     """MSE of every stacked run, in ``stack.order``, from ``‖X‖² − 2⟨WᵀX, H⟩ + ⟨WᵀW, HHᵀ⟩``."""
     n, p = operator.shape

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .engine import Run, fit_runs
+from .engine import Run, direct_mse, fit_runs
 from .operators import DTYPE, DenseOperator
 from .sweep import random_start, resolve_entropy
 
@@ -77,7 +77,7 @@ class BatchedNMF(TransformerMixin, BaseEstimator):
         self.n_components_ = k
         self.n_iter_ = best.n_iter
         # scikit-learn reports the Frobenius norm, not the MSE.
-        self.reconstruction_err_ = float(np.sqrt(best.mse * n * p))
+        self.reconstruction_err_ = float(np.sqrt(direct_mse(operator, best) * n * p))
         self.restart_mse_ = np.array([run.mse for run in runs])
         return best.w.astype(np.float64)
 

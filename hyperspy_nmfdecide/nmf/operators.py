@@ -230,6 +230,10 @@ class DenseOperator:
     def wtx_accumulator(self, n_columns: int) -> np.ndarray:
         return np.zeros((n_columns, self.stats.n_cols), dtype=DTYPE)
 
+    def dense(self, chunk: np.ndarray) -> np.ndarray:
+        """The rows of X that a chunk stands for."""
+        return chunk
+
 
 class LowRankOperator:
     """A rank-l surrogate ``X ≈ U G`` of the data (``G = S Vᵀ``), for ``mode="fast"``.
@@ -267,6 +271,9 @@ class LowRankOperator:
 
     def wtx_accumulator(self, n_columns: int) -> np.ndarray:
         return np.zeros((n_columns, self.u.shape[1]), dtype=DTYPE)
+
+    def dense(self, chunk: np.ndarray) -> np.ndarray:
+        return chunk @ self.g
 
 
 def _keep(mask: np.ndarray | None, size: int, name: str) -> np.ndarray:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Run, evaluate_mse, fit_runs
+from .engine import Run, direct_mse, evaluate_mse, fit_runs
 from .operators import DTYPE, DenseOperator, LowRankOperator
 from .svd import TruncatedSVD, nndsvd_start, truncated_svd
 from .updates import SOLVERS
@@ -297,6 +297,9 @@ def _collect(operator, runs, k_values, n_restarts, pca, entropy) -> SweepArrays:
         best = min(candidates, key=lambda r: runs[k, r].mse)
         best_run[i] = best
         run = runs[k, best]
+        run.history[-1] = direct_mse(operator, run)
+        if best >= 0:
+            loss[i, best] = run.mse
         histories.append(np.asarray(run.history))
         factors[k], loadings[k] = _normalised_full(operator, run.w, run.h)
     return SweepArrays(
@@ -304,7 +307,7 @@ def _collect(operator, runs, k_values, n_restarts, pca, entropy) -> SweepArrays:
         loss=loss,
         n_iter=n_iter,
         converged=converged,
-        nndsvd_loss=np.array([run.mse for run in nndsvd]),
+        nndsvd_loss=np.array([run.mse for run in nndsvd]),  # exact when it is the best run
         nndsvd_n_iter=np.array([run.n_iter for run in nndsvd]),
         nndsvd_converged=np.array([run.converged for run in nndsvd]),
         pca_loss=pca,

@@ -1,0 +1,255 @@
+"""The numerics of the sweep: solvers, batching, masks, seeds and errors (no HyperSpy)."""
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from hyperspy_nmfdecide.nmf import BatchedNMF, run_sweep
+from hyperspy_nmfdecide.nmf.engine import Run, evaluate_mse, fit_runs
+from hyperspy_nmfdecide.nmf.operators import DenseOperator
+from hyperspy_nmfdecide.nmf.sweep import random_start
+
+
+def planted(n=240, p=96, k=3, noise=0.0, seed=0):
+    """Non-negative rank-k data with sparse, spot-like factors."""
+    rng = np.random.default_rng(seed)
+    w = rng.gamma(0.6, 1.0, (n, k))
+    h = np.full((k, p), 0.02)
+    for j in range(k):
+        h[j, rng.choice(p, 8, replace=False)] = rng.uniform(1, 3, 8)
+    x = w @ h
+    if noise:
+        x = rng.poisson(x * noise) / noise
+    return x, w, h
+
+
+def test_loss_identity_matches_direct_residual():
+    x, _, _ = planted(noise=20.0)
+    op = DenseOperator(x, chunk_rows=50)
+    rng = np.random.default_rng(1)
+    runs = [
+        Run(rng.random((240, k), dtype=np.float32), rng.random((k, 96), dtype=np.float32))
+        for k in (2, 3, 3, 5)
+    ]
+    fit_runs(op, runs, max_iter=5, tol=0)
+    for run in runs:
+        direct = np.mean((x - run.w.astype(float) @ run.h.astype(float)) ** 2)
+        assert run.mse == pytest.approx(direct, rel=1e-5)
+    np.testing.assert_allclose(evaluate_mse(op, runs), [r.mse for r in runs], rtol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["hals", "mu", "als"])
+def test_each_solver_recovers_planted_factors(solver):
+    x, _, h = planted()
+    result = run_sweep(
+        x, [2, 3, 4], n_restarts=4, solver=solver, max_iter=400, tol=1e-7, random_state=0
+    )
+    # Noise-free rank-3 data: the best rank-3 fit is (nearly) exact, rank 2 is not.
+    scale = np.mean(x**2)
+    assert result.best_loss[1] < 1e-3 * scale
+    assert result.best_loss[0] > 1e-2 * scale
+    # The factors match the planted spots, up to order (factors are unit-sum).
+    found = result.factors[3]
+    truth = h / h.sum(axis=1, keepdims=True)
+    similarity = (found / np.linalg.norm(found, axis=1, keepdims=True)) @ (
+        truth / np.linalg.norm(truth, axis=1, keepdims=True)
+    ).T
+    assert similarity.max(axis=1).min() > 0.98
+
+
+def test_history_decreases_and_converged_flag():
+    x, _, _ = planted(noise=10.0)
+    result = run_sweep(x, [3], n_restarts=3, max_iter=300, tol=1e-5, random_state=0)
+    history = result.loss_history[0]
+    assert np.all(np.diff(history) <= 1e-9 * history[0])  # HALS never increases the loss
+    assert history[-1] == pytest.approx(result.best_loss[0])
+    assert result.converged.all()
+    capped = run_sweep(x, [3], n_restarts=2, max_iter=3, tol=0.0, random_state=0)
+    assert not capped.converged.any() and (capped.n_iter == 3).all()
+
+
+def test_pca_loss_is_a_lower_bound_and_nndsvd_is_reported():
+    x, _, _ = planted(noise=5.0)
+    result = run_sweep(x, [1, 2, 3, 4], n_restarts=3, random_state=0, tol=1e-6)
+    assert np.all(result.pca_loss <= result.best_loss * (1 + 1e-4))
+    exact = np.linalg.svd(x, compute_uv=False) ** 2
+    expected = (np.sum(exact) - np.cumsum(exact)[:4]) / x.size
+    np.testing.assert_allclose(result.pca_loss, expected, rtol=1e-3)
+    assert result.nndsvd_loss.shape == (4,) and np.isfinite(result.nndsvd_loss).all()
+    assert set(result.best_run) <= set(range(-1, 3))
+
+
+def test_components_ordered_by_integrated_loading_and_unit_sum():
+    x, _, _ = planted()
+    result = run_sweep(x, [3], n_restarts=2, random_state=0)
+    np.testing.assert_allclose(result.factors[3].sum(axis=1), 1.0, rtol=1e-5)
+    integrated = result.loadings[3].sum(axis=0)
+    assert np.all(np.diff(integrated) <= 0)
+
+
+def test_same_seed_same_result_and_runs_do_not_depend_on_k_range():
+    x, _, _ = planted(noise=10.0)
+    a = run_sweep(x, [2, 3, 4], n_restarts=3, random_state=7)
+    b = run_sweep(x, [2, 3, 4], n_restarts=3, random_state=7)
+    np.testing.assert_array_equal(a.loss, b.loss)
+    np.testing.assert_array_equal(a.factors[3], b.factors[3])
+    c = run_sweep(x, [2, 3, 4], n_restarts=3, random_state=8)
+    assert not np.array_equal(a.loss, c.loss)
+    alone = run_sweep(x, [3], n_restarts=3, random_state=7)
+    np.testing.assert_allclose(alone.loss[0], a.loss[1], rtol=1e-5)
+
+
+def test_generator_and_none_seeds_are_recorded():
+    x, _, _ = planted()
+    result = run_sweep(x, [2], n_restarts=2, random_state=None)
+    again = run_sweep(x, [2], n_restarts=2, random_state=result.entropy)
+    np.testing.assert_array_equal(result.loss, again.loss)
+    from_generator = run_sweep(x, [2], n_restarts=2, random_state=np.random.default_rng(3))
+    assert from_generator.entropy >= 0
+
+
+def test_small_batches_give_the_same_runs():
+    x, _, _ = planted(noise=10.0)
+    # Few passes: over hundreds of passes float32 rounding differences of the wider GEMM
+    # grow chaotically (a non-convex problem), which says nothing about the batching.
+    whole = run_sweep(x, [2, 3, 4], n_restarts=3, random_state=0, max_iter=10)
+    split = run_sweep(
+        x, [2, 3, 4], n_restarts=3, random_state=0, max_iter=10, batch_bytes=4 * 400 * 5
+    )
+    np.testing.assert_allclose(split.loss, whole.loss, rtol=1e-5)
+
+
+def test_dask_input_matches_numpy():
+    x, _, _ = planted(noise=10.0)
+    eager = run_sweep(x, [2, 3], n_restarts=3, random_state=0, chunk_rows=60)
+    lazy = run_sweep(da.from_array(x, chunks=(60, -1)), [2, 3], n_restarts=3, random_state=0)
+    np.testing.assert_allclose(lazy.loss, eager.loss, rtol=1e-5)
+    np.testing.assert_allclose(lazy.factors[3], eager.factors[3], atol=1e-5)
+
+
+def test_masks_drop_entries_and_restore_zeros():
+    x, _, _ = planted(noise=10.0)
+    polluted = x.copy()
+    col_mask = np.zeros(96, bool)
+    col_mask[:5] = True
+    row_mask = np.zeros(240, bool)
+    row_mask[-10:] = True
+    polluted[:, col_mask] = 1e6  # garbage under the masks must not matter
+    polluted[row_mask] = 1e6
+    masked = run_sweep(
+        polluted, [3], n_restarts=2, random_state=0, col_mask=col_mask, row_mask=row_mask
+    )
+    clean = run_sweep(x[~row_mask][:, ~col_mask], [3], n_restarts=2, random_state=0)
+    assert masked.best_loss[0] == pytest.approx(clean.best_loss[0], rel=1e-4)
+    assert np.all(masked.factors[3][:, col_mask] == 0)
+    assert np.all(masked.loadings[3][row_mask] == 0)
+    assert masked.factors[3].shape == (3, 96) and masked.loadings[3].shape == (240, 3)
+
+
+def test_dark_pixels_are_dropped_exactly():
+    x, _, _ = planted()
+    dark = np.concatenate([x, np.zeros((240, 20))], axis=1)
+    op = DenseOperator(dark)
+    assert op.shape == (240, x.shape[1] - int((x.max(axis=0) == 0).sum()))
+    result = run_sweep(dark, [3], n_restarts=2, random_state=0)
+    assert np.all(result.factors[3][:, 96:] == 0)
+    # Loss is an MSE over the kept entries only.
+    assert result.best_loss[0] < 1e-2
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.int64])
+def test_integer_data_converted_without_overflow(dtype):
+    rng = np.random.default_rng(0)
+    x = rng.integers(200, 255, size=(60, 40)).astype(dtype)
+    op = DenseOperator(x)
+    assert op.stats.squared_norm == pytest.approx(float(np.sum(x.astype(float) ** 2)))
+    result = run_sweep(x, [1], n_restarts=1, random_state=0)
+    assert result.best_loss[0] < np.var(x.astype(float)) * 1.5
+
+
+def test_user_data_is_never_modified():
+    x, _, _ = planted()
+    x = x.astype(np.float32)
+    x[0, 0] = -1.0
+    before = x.copy()
+    run_sweep(x, [2], n_restarts=1, negative_values="clip", random_state=0)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_fast_mode_is_close_to_exact():
+    x, _, _ = planted(n=400, p=120, k=4, noise=20.0)
+    exact = run_sweep(x, [3, 4, 5], n_restarts=5, random_state=0, tol=1e-6)
+    fast = run_sweep(x, [3, 4, 5], n_restarts=5, random_state=0, tol=1e-6, mode="fast")
+    np.testing.assert_allclose(fast.best_loss, exact.best_loss, rtol=5e-3)
+    # The loss reported in fast mode is the exact MSE of the returned factors.
+    w, h = fast.loadings[4], fast.factors[4]
+    assert fast.best_loss[1] == pytest.approx(np.mean((x - w @ h) ** 2), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"k_values": [0, 1]}, ValueError, "k_range values must be ≥ 1"),
+        ({"k_values": []}, ValueError, "k_range is empty"),
+        ({"k_values": [2.5]}, TypeError, "k_range must contain integers"),
+        ({"k_values": [500]}, ValueError, "k can be at most"),
+        ({"n_restarts": 0}, ValueError, "n_restarts"),
+        ({"solver": "pgd"}, ValueError, "solver"),
+        ({"mode": "quick"}, ValueError, "mode"),
+        ({"max_iter": 0}, ValueError, "max_iter"),
+        ({"random_state": "seed"}, TypeError, "random_state"),
+        ({"row_mask": np.ones(240, bool)}, ValueError, "navigation_mask excludes every"),
+        ({"col_mask": np.zeros(5, bool)}, ValueError, "signal_mask has 5 entries"),
+        ({"col_mask": np.zeros(96, int)}, TypeError, "signal_mask must be a boolean"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, error, match):
+    x, _, _ = planted()
+    arguments = {"k_values": [2], "n_restarts": 1} | kwargs
+    with pytest.raises(error, match=match):
+        run_sweep(x, **arguments)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [(np.nan, "NaN"), (np.inf, "infinite"), (-1.0, "negative values")],
+)
+def test_bad_values_raise(value, match, lazy):
+    x, _, _ = planted()
+    x[3, 4] = value
+    data = da.from_array(x, chunks=(60, -1)) if lazy else x
+    with pytest.raises(ValueError, match=match):
+        run_sweep(data, [2], n_restarts=1)
+
+
+def test_negative_values_can_be_clipped():
+    x, _, _ = planted()
+    x[3, 4] = -5.0
+    result = run_sweep(x, [3], n_restarts=2, random_state=0, negative_values="clip")
+    assert np.isfinite(result.best_loss).all()
+
+
+def test_random_starts_are_random_and_non_negative():
+    a = random_start(0, 3, 0, (20, 10), 1.0, "hals")
+    b = random_start(0, 3, 1, (20, 10), 1.0, "hals")
+    assert (a.w >= 0).all() and (a.h >= 0).all()
+    assert not np.allclose(a.w, b.w)
+    assert random_start(0, 3, 0, (20, 10), 1.0, "als").h is None
+
+
+def test_estimator_contract_and_hyperspy_decomposition():
+    import hyperspy.api as hs
+
+    x, _, _ = planted()
+    model = BatchedNMF(n_components=3, n_restarts=3, random_state=0, max_iter=400, tol=1e-7)
+    w = model.fit_transform(x)
+    assert w.shape == (240, 3) and model.components_.shape == (3, 96)
+    assert model.reconstruction_err_ == pytest.approx(
+        np.linalg.norm(x - w @ model.components_), rel=1e-3
+    )
+    np.testing.assert_allclose(model.transform(x) @ model.components_, x, atol=0.05 * x.max())
+    s = hs.signals.Signal1D(x.reshape(12, 20, 96))
+    s.decomposition(
+        algorithm=BatchedNMF(n_components=3, random_state=0), output_dimension=3, print_info=False
+    )
+    assert s.learning_results.factors.shape == (96, 3)
