@@ -151,14 +151,14 @@ def fit_runs(
 
     # Uesugi's ALS starts from random loadings only: one pass computes the first factors.
     if any(run.h is None for run in stack.runs):
-        wtx, wtw = _pass(operator, stack, solver, update_loadings=False)
+        wtx, wtw, _ = _pass(operator, stack, solver, update_loadings=False)
         for k, _, cols, h in stack.groups:
             update_h(solver, h, wtx[cols].reshape(h.shape), wtw[k])
 
     for iteration in range(max_iter):
-        wtx, wtw = _pass(operator, stack, solver, update_loadings=True)
+        wtx, wtw, hht = _pass(operator, stack, solver, update_loadings=True)
         finished = []
-        for i, mse in zip(stack.order, _stack_mse(operator, stack, wtx, wtw)):
+        for i, mse in zip(stack.order, _stack_mse(operator, stack, wtx, wtw, hht)):
             run = stack.runs[i]
             previous = run.history[-1] if run.history else np.inf
             run.history.append(float(mse))
@@ -188,9 +188,9 @@ def fit_runs(
 def evaluate_mse(operator, runs: list[Run]) -> np.ndarray:
     """Exact MSE of each run's current ``(w, h)`` on the operator's X, in one pass."""
     stack = _Stack(runs, operator.shape[1])
-    wtx, wtw = _pass(operator, stack, "hals", update_loadings=False)
+    wtx, wtw, hht = _pass(operator, stack, "hals", update_loadings=False)
     mse = np.empty(len(runs))
-    mse[stack.order] = _stack_mse(operator, stack, wtx, wtw)
+    mse[stack.order] = _stack_mse(operator, stack, wtx, wtw, hht)
     return mse
 
 
@@ -208,20 +208,23 @@ def direct_mse(operator, run: Run) -> float:
     return total / (float(n) * float(p))
 
 
-def _stack_mse(operator, stack: _Stack, wtx: np.ndarray, wtw: dict) -> np.ndarray:
-    """MSE of every stacked run, in ``stack.order``, from ``‖X‖² − 2⟨WᵀX, H⟩ + ⟨WᵀW, HHᵀ⟩``."""
+def _stack_mse(operator, stack: _Stack, wtx: np.ndarray, wtw: dict, hht: dict) -> np.ndarray:
+    """MSE of every stacked run, in ``stack.order``, from ``‖X‖² − 2⟨WᵀX, H⟩ + ⟨WᵀW, HHᵀ⟩``.
+
+    Products are float32; the three terms are summed in float64, where they nearly cancel.
+    """
     n, p = operator.shape
     out = []
-    for k, _, cols, h in stack.groups:
-        hht = np.einsum("rkp,rlp->rkl", h, h, dtype=np.float64)
-        cross = np.einsum("rkp,rkp->r", wtx[cols].reshape(h.shape), h, dtype=np.float64)
-        quadratic = np.einsum("rkl,rkl->r", wtw[k], hht)
+    for k, members, cols, h in stack.groups:
+        products = wtx[cols].reshape(len(members), -1) * h.reshape(len(members), -1)
+        cross = products.sum(axis=1, dtype=np.float64)
+        quadratic = np.einsum("rkl,rkl->r", wtw[k], hht[k].astype(np.float64))
         out.append(np.maximum(operator.stats.squared_norm - 2 * cross + quadratic, 0.0))
     return np.concatenate(out) / (float(n) * float(p))
 
 
 def _pass(operator, stack: _Stack, solver: str, *, update_loadings: bool):
-    """One pass over the chunks of X: returns ``Wᵀ X`` (T, p) and ``Wᵀ W`` per k."""
+    """One pass over the chunks of X: ``Wᵀ X`` (T, p), and ``Wᵀ W`` and ``H Hᵀ`` per k."""
     h_stack = stack.h_stack()
     hht = {k: np.matmul(h, h.transpose(0, 2, 1)) for k, _, _, h in stack.groups}
     acc = operator.wtx_accumulator(stack.n_columns)
@@ -241,4 +244,4 @@ def _pass(operator, stack: _Stack, solver: str, *, update_loadings: bool):
             gram = wt_chunk[cols] @ wt_chunk[cols].T
             blocks = gram.reshape(len(members), k, len(members), k)
             wtw[k] += np.einsum("rkrl->rkl", blocks)
-    return operator.finish_wtx(acc), wtw
+    return operator.finish_wtx(acc), wtw, hht

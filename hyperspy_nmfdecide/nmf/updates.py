@@ -69,19 +69,20 @@ def update_h(solver: str, h: np.ndarray, wtx: np.ndarray, wtw: np.ndarray) -> No
         raise ValueError(solver)
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=True)
 def _hals_rows(v, rhs, gram, eps):  # pragma: no cover - compiled
     """One HALS sweep (Gauss-Seidel over the k rows) of ``v`` for every restart.
 
     ``v`` (R, k, m) holds one factor (loadings transposed, or factors) with ``rhs`` (R, k, m)
     its data product and ``gram`` (R, k, k) the other factor's Gram matrix.  Row j becomes
     ``max(0, v_j + (rhs_j − Σ_o gram_jo v_o) / gram_jj)``, rows updated earlier in the sweep
-    being used at once.  Every inner loop runs over the long, contiguous axis m, so it
-    vectorises; numpy would need k small batched products per restart instead.
+    being used at once.  Restarts are independent and run in parallel; every inner loop runs
+    over the long, contiguous axis m, so it vectorises.  numpy would need k small batched
+    products per restart instead.
     """
     n_runs, k, m = v.shape
-    step = np.empty(m, dtype=v.dtype)
-    for r in range(n_runs):
+    for r in numba.prange(n_runs):
+        step = np.empty(m, dtype=v.dtype)
         for j in range(k):
             step[:] = rhs[r, j]
             for other in range(k):
