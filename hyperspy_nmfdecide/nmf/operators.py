@@ -236,21 +236,19 @@ class DenseOperator:
 
 
 class LowRankOperator:
-    """A rank-l surrogate ``X ≈ U G`` of the data (``G = S Vᵀ``), for ``mode="fast"``.
+    """A rank-l surrogate ``X̃ = U G`` of the data (``G = S Vᵀ``), for ``mode="fast"``.
 
     Products cost ``O(n l T)`` instead of ``O(n p T)``: with l ≈ k_max + 25 ≪ p this is the
     randomised compression of Erichson et al. (2018) applied to both factor updates.
-    ``stats.squared_norm`` is that of the *original* data, so the loss reported by a fit on
-    this operator is the surrogate's, not the exact one.
+    ``stats.squared_norm`` is that of the *original* data: since ``X − X̃ ⟂ X̃``, the loss
+    identity then gives ``‖X − X̃‖² + ‖X̃ − WH‖²``, which tracks the exact loss (it misses only
+    ``2⟨X − X̃, WH⟩``), so ``tol`` means the same as in exact mode.
     """
 
-    def __init__(self, u: np.ndarray, g: np.ndarray) -> None:
+    def __init__(self, u: np.ndarray, g: np.ndarray, squared_norm: float) -> None:
         self.u = np.ascontiguousarray(u, dtype=DTYPE)
         self.g = np.ascontiguousarray(g, dtype=DTYPE)
-        # The surrogate's own norm ‖U G‖² = tr(UᵀU GGᵀ): the loss identity must use it.
-        u64, g64 = self.u.astype(np.float64), self.g.astype(np.float64)
-        sq = float(np.einsum("ij,ij->", u64.T @ u64, g64 @ g64.T))
-        self.stats = MatrixStats(sq, u.shape[0], g.shape[1])
+        self.stats = MatrixStats(float(squared_norm), u.shape[0], g.shape[1])
         self.lazy = False
 
     @property
