@@ -95,8 +95,11 @@ def test_same_seed_same_result_and_runs_do_not_depend_on_k_range():
     np.testing.assert_array_equal(a.factors[3], b.factors[3])
     c = run_sweep(x, [2, 3, 4], n_restarts=3, random_state=8)
     assert not np.array_equal(a.loss, c.loss)
+    # A run reaches the same minimum alone or among other k: BLAS orders float32 sums
+    # differently for a wider stack, and the loss identity carries ~1e-5 of ‖X‖² in float32,
+    # hence rtol 1e-3 (another local minimum would differ by far more).
     alone = run_sweep(x, [3], n_restarts=3, random_state=7)
-    np.testing.assert_allclose(alone.loss[0], a.loss[1], rtol=1e-5)
+    np.testing.assert_allclose(alone.loss[0], a.loss[1], rtol=1e-3)
 
 
 def test_generator_and_none_seeds_are_recorded():

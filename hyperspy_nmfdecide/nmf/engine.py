@@ -229,12 +229,11 @@ def direct_mse(operator, run: Run) -> float:
     The loss identity used during the fit loses relative precision when the MSE is many orders
     below ``‖X‖² / (n p)`` (float32 cancellation); the kept runs are reported with this value.
     """
-    n, p = operator.shape
     total = 0.0
     for rows, chunk in operator.chunks():
         residual = operator.dense(chunk) - run.w[rows] @ run.h
         total += float(np.einsum("ij,ij->", residual, residual, dtype=np.float64))
-    return total / (float(n) * float(p))
+    return total / operator.stats.n_elements
 
 
 def _stack_mse(operator, stack: _Stack, wtx: np.ndarray, wtw: dict, hht: dict) -> np.ndarray:
@@ -242,14 +241,13 @@ def _stack_mse(operator, stack: _Stack, wtx: np.ndarray, wtw: dict, hht: dict) -
 
     Products are float32; the three terms are summed in float64, where they nearly cancel.
     """
-    n, p = operator.shape
     out = []
     for k, count, cols, h in stack.groups:
         products = wtx[cols].reshape(count, -1) * h.reshape(count, -1)
         cross = products.sum(axis=1, dtype=np.float64)
         quadratic = np.einsum("rkl,rkl->r", wtw[k], hht[k].astype(np.float64))
         out.append(np.maximum(operator.stats.squared_norm - 2 * cross + quadratic, 0.0))
-    return np.concatenate(out) / (float(n) * float(p))
+    return np.concatenate(out) / operator.stats.n_elements
 
 
 def _pass(operator, stack: _Stack, solver: str, *, update_loadings: bool):

@@ -35,11 +35,20 @@ class MatrixStats:
         ``‖X‖²`` over kept entries, in float64.
     n_rows, n_cols
         Size of the kept matrix (after masks and dark-pixel removal).
+    n_loss_cols
+        Pixels the MSE is averaged over: those the user's mask keeps, dark ones included
+        (their error is exactly zero), so that dropping dark pixels does not change the loss.
     """
 
     squared_norm: float
     n_rows: int
     n_cols: int
+    n_loss_cols: int
+
+    @property
+    def n_elements(self) -> float:
+        """Entries the MSE is the mean over."""
+        return float(self.n_rows) * float(self.n_loss_cols)
 
 
 def _is_dask(array) -> bool:
@@ -124,6 +133,7 @@ class DenseOperator:
             raise TypeError(f"data must be real numbers, got dtype {x.dtype}")
         rows = np.flatnonzero(self.row_keep)
         cols = np.flatnonzero(self.col_keep)
+        n_loss_cols = cols.size
         # One float32 copy of the kept entries: the only full-size allocation of an eager fit.
         if rows.size == x.shape[0] and cols.size == x.shape[1]:
             matrix = x.astype(DTYPE, copy=x.dtype != DTYPE)
@@ -151,7 +161,7 @@ class DenseOperator:
         n, p = matrix.shape
         self.chunk_rows = chunk_rows or max(1, DEFAULT_CHUNK_BYTES // (4 * max(p, 1)))
         sq = float(np.einsum("ij,ij->", matrix, matrix, dtype=np.float64))
-        self.stats = MatrixStats(sq, n, p)
+        self.stats = MatrixStats(sq, n, p, n_loss_cols)
 
     def _prepare_lazy(self, negative_values: str, drop_dark: bool, chunk_rows: int | None):
         import dask
@@ -177,6 +187,7 @@ class DenseOperator:
             (kept.astype(np.float64) ** 2).sum(),
         )
         _check_values(float(minimum), bool(has_nan), bool(has_inf), negative_values)
+        n_loss_cols = int(self.col_keep.sum())
         if drop_dark and not (colmax > 0).all():
             cols = np.flatnonzero(self.col_keep)
             self.col_keep = self.col_keep.copy()
@@ -185,7 +196,7 @@ class DenseOperator:
         n = int(self.row_keep.sum())
         p = int(self.col_keep.sum())
         self.chunk_rows = int(max(x.chunks[0]))
-        self.stats = MatrixStats(float(sq), n, p)
+        self.stats = MatrixStats(float(sq), n, p, n_loss_cols)
 
     # -- access ------------------------------------------------------------------------------
     @property
@@ -240,15 +251,17 @@ class LowRankOperator:
 
     Products cost ``O(n l T)`` instead of ``O(n p T)``: with l ≈ k_max + 25 ≪ p this is the
     randomised compression of Erichson et al. (2018) applied to both factor updates.
-    ``stats.squared_norm`` is that of the *original* data: since ``X − X̃ ⟂ X̃``, the loss
+    ``stats`` are those of the *original* data (its ``squared_norm``): since ``X − X̃ ⟂ X̃``, the loss
     identity then gives ``‖X − X̃‖² + ‖X̃ − WH‖²``, which tracks the exact loss (it misses only
     ``2⟨X − X̃, WH⟩``), so ``tol`` means the same as in exact mode.
     """
 
-    def __init__(self, u: np.ndarray, g: np.ndarray, squared_norm: float) -> None:
+    def __init__(self, u: np.ndarray, g: np.ndarray, stats: MatrixStats) -> None:
+        if (u.shape[0], g.shape[1]) != (stats.n_rows, stats.n_cols):
+            raise ValueError(f"a rank-l X̃ of shape {(u.shape[0], g.shape[1])} for data {stats}")
         self.u = np.ascontiguousarray(u, dtype=DTYPE)
         self.g = np.ascontiguousarray(g, dtype=DTYPE)
-        self.stats = MatrixStats(float(squared_norm), u.shape[0], g.shape[1])
+        self.stats = stats
         self.lazy = False
 
     @property

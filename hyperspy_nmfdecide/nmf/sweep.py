@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engine import Run, direct_mse, evaluate_mse, fit_runs
-from .operators import DTYPE, DenseOperator, LowRankOperator
+from .operators import DTYPE, DenseOperator, LowRankOperator, MatrixStats
 from .svd import TruncatedSVD, nndsvd_start, truncated_svd
 from .updates import SOLVERS
 
@@ -177,14 +177,16 @@ def run_sweep(
             f"k_range goes up to {k_values[-1]}, but the data matrix after masking is {n} × {p}: "
             f"k can be at most {min(n, p)}"
         )
-    n_elements = float(n) * float(p)
-    scale = float(np.sqrt(operator.stats.squared_norm / n_elements))
+    # rms of the kept entries: random starts W H then have the magnitude of the data.
+    scale = float(np.sqrt(operator.stats.squared_norm / (float(n) * float(p))))
     progress = _Progress(on_pass)
 
     svd_rank = k_values[-1] + (25 if mode == "fast" else 0)
     svd = truncated_svd(operator, svd_rank, random_state=entropy % 2**32)
     progress.passes(2 + 2 * 3 + 1)
-    pca = np.array([svd.pca_mse(operator.stats.squared_norm, n_elements, k) for k in k_values])
+    pca = np.array(
+        [svd.pca_mse(operator.stats.squared_norm, operator.stats.n_elements, k) for k in k_values]
+    )
 
     runs: dict[tuple[int, int], Run] = {}
     for k in k_values:
@@ -192,7 +194,7 @@ def run_sweep(
             runs[k, r] = random_start(entropy, k, r, (n, p), scale, solver)
         runs[k, -1] = Run(*nndsvd_start(svd, k, fill=np.sqrt(scale / k) / 10))
 
-    fit_operator = operator if mode == "exact" else _compressed(svd, operator.stats.squared_norm)
+    fit_operator = operator if mode == "exact" else _compressed(svd, operator.stats)
     for batch in _batches(list(runs), n, p, batch_bytes):
         fit_runs(
             fit_operator,
@@ -234,8 +236,8 @@ def _check_k(k_values: Sequence[int]) -> list[int]:
     return values
 
 
-def _compressed(svd: TruncatedSVD, squared_norm: float) -> LowRankOperator:
-    return LowRankOperator(svd.u * svd.s, svd.vt, squared_norm)
+def _compressed(svd: TruncatedSVD, stats: MatrixStats) -> LowRankOperator:
+    return LowRankOperator(svd.u * svd.s, svd.vt, stats)
 
 
 def _batches(keys: list[tuple[int, int]], n: int, p: int, budget: int) -> list[list]:
