@@ -214,12 +214,13 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         mean = self.mean(axis=self.axes_manager.navigation_axes)
         if mean._lazy:
             mean.compute()
-        mean = type(self)(mean.data[np.newaxis], axes=None)
+        mean = NMFDecideDiffraction2D(np.asarray(mean.data)[np.newaxis])
         if method == "blur":
             kwargs.setdefault("sigma", 2)
         shifts = mean.get_direct_beam_position(method=method, show_progressbar=False, **kwargs)
         shift = np.asarray(shifts.data).reshape(-1, 2)[0]
-        centre = np.array(sig_shape[::-1], dtype=float) / 2 + shift  # (x, y) in pixels
+        # pyxem returns the shift that *centres* the beam: the beam sits at centre - shift.
+        centre = np.array(sig_shape[::-1], dtype=float) / 2 - shift  # (x, y) in pixels
         yy, xx = np.indices(sig_shape)
         return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
 
@@ -230,8 +231,11 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             return self.data.reshape(n_probe, n_pixel), None
         data = self.data
         nav_dim = self.axes_manager.navigation_dimension
-        # Whole patterns and whole fast-scan rows per chunk, so the reshape stays blockwise.
-        rows = max(1, data.chunks[0][0]) if nav_dim else 1
+        # Whole patterns and whole fast-scan rows per chunk, so the reshape stays blockwise;
+        # as many rows as keep a chunk near the probes of the user's own chunks.
+        probes_per_chunk = int(np.prod([c[0] for c in data.chunks[:nav_dim]], dtype=int))
+        probes_per_row = int(np.prod(data.shape[1:nav_dim], dtype=int))
+        rows = max(1, probes_per_chunk // probes_per_row) if nav_dim else 1
         chunks = (rows,) + (-1,) * (data.ndim - 1) if nav_dim else (-1,) * data.ndim
         data = data.rechunk(chunks)
         matrix = data.reshape(n_probe, n_pixel)
