@@ -1,0 +1,223 @@
+"""The ``nmfdecide`` command and the HTML report (small, fast end-to-end runs)."""
+
+import json
+import re
+from html.parser import HTMLParser
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from hyperspy_nmfdecide.cli import _parse_k, main  # noqa: E402
+from hyperspy_nmfdecide.report import Report, slugify, to_jsonable  # noqa: E402
+from hyperspy_nmfdecide.results import NMFSweep  # noqa: E402
+
+FAST = ["--restarts", "2", "--max-iter", "30", "--quiet"]
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+        self.anchors = []
+        self.ids = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.sources.append(attrs["src"])
+        if tag == "a" and attrs.get("href", "").startswith("#"):
+            self.anchors.append(attrs["href"][1:])
+        if "id" in attrs:
+            self.ids.append(attrs["id"])
+
+
+def _check_html(out_dir):
+    parser = _Images()
+    parser.feed((out_dir / "index.html").read_text(encoding="utf-8"))
+    assert parser.sources, "the report has no figures"
+    for src in parser.sources:
+        assert (out_dir / src).is_file(), src
+        assert src.endswith(".png") and "/" not in src
+    assert parser.anchors and set(parser.anchors) <= set(parser.ids)  # the contents links work
+    return parser
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """These problems are tiny: one BLAS thread is faster, above all on a busy machine."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def scan_file(tmp_path_factory):
+    from hyperspy_nmfdecide.data import simulated_scan
+
+    path = tmp_path_factory.mktemp("data") / "scan.hspy"
+    scan = simulated_scan(nav_shape=(10, 10), pattern_size=32, random_state=0)
+    scan.signal.save(path)
+    return path
+
+
+# -- demo ----------------------------------------------------------------------------------------
+def test_demo_tiny_writes_report(tmp_path, capsys):
+    out = tmp_path / "report"
+    argv = ["demo", "--size", "tiny", "--restarts", "2", "--k", "1:3", "--out", str(out)]
+    assert main(argv + ["--quiet", "--max-iter", "50"]) == 0
+    assert str(out.resolve() / "index.html") in capsys.readouterr().out
+    parser = _check_html(out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sweep"]["k"] == [1, 2, 3]
+    assert set(summary["sweep"]["figures"]["components"]) == {"1", "2", "3"}
+    for name in summary["sweep"]["figures"]["components"].values():
+        assert name in parser.sources
+    assert summary["sweep"]["params"]["n_restarts"] == 2
+    assert summary["sweep"]["params"]["solver"] == "hals"
+    assert summary["data"]["shape"] == [12, 12, 32, 32]
+    assert summary["data"]["lazy"] is False
+    assert summary["timings"]["sweep"] > 0
+    assert summary["ground_truth"]["true_k"] == 4  # background + 3 crystals
+    html = (out / "index.html").read_text()
+    assert "Ground truth" in html and "Sweep parameters" in html
+    assert "detector pixels excluded" in html  # the demo masks the direct beam by default
+
+
+# -- analyze -------------------------------------------------------------------------------------
+def test_analyze_hspy(scan_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["analyze", str(scan_file), "--k", "2:3", "--out", str(out), "--seed", "1"]
+    assert main(argv + FAST + ["--show-k", "3"]) == 0
+    assert "sweep.npz" in capsys.readouterr().out
+    _check_html(out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["sweep"]["figures"]["components"]) == ["3"]
+    assert summary["files"]["sweep"] == "sweep.npz"
+    sweep = NMFSweep.load(out / "sweep.npz")
+    np.testing.assert_allclose(sweep.best_loss, summary["sweep"]["best_mse"], rtol=1e-6)
+    assert sweep.k_values.tolist() == [2, 3] and sweep.params["random_state"] == "1"
+
+
+def test_analyze_beam_radius_masks_the_beam(scan_file, tmp_path):
+    out = tmp_path / "out"
+    argv = ["analyze", str(scan_file), "--k", "2", "--out", str(out), "--beam-radius", "3"]
+    assert main(argv + FAST) == 0
+    sweep = NMFSweep.load(out / "sweep.npz")
+    assert sweep.signal_mask is not None and 20 < sweep.signal_mask.sum() < 40
+    assert "detector pixels excluded" in (out / "index.html").read_text()
+
+
+def test_analyze_zspy_lazy(scan_file, tmp_path):
+    import hyperspy.api as hs
+
+    zspy = tmp_path / "scan.zspy"
+    hs.load(scan_file).save(zspy)
+    out = tmp_path / "lazy"
+    assert main(["analyze", str(zspy), "--lazy", "--k", "2", "--out", str(out)] + FAST) == 0
+    _check_html(out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["lazy"] is True and summary["sweep"]["params"]["lazy"] is True
+    eager = hs.load(scan_file, signal_type="nmf_decide").nmf_sweep(
+        [2], n_restarts=2, max_iter=30, random_state=0, show_progressbar=False
+    )
+    np.testing.assert_allclose(
+        NMFSweep.load(out / "sweep.npz").best_loss, eager.best_loss, rtol=1e-4
+    )
+
+
+def test_analyze_missing_file(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "nothing.hspy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nmfdecide: error: no such file")
+    assert "Traceback" not in err
+
+
+def test_analyze_not_4d(tmp_path, capsys):
+    import hyperspy.api as hs
+
+    path = tmp_path / "spectrum.hspy"
+    hs.signals.Signal1D(np.arange(10.0)).save(path)
+    assert main(["analyze", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "nmfdecide: error:" in err and "not a 4D-STEM scan" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_library_error_is_one_line(scan_file, tmp_path, capsys):
+    # --beam-radius larger than the pattern: the library's ValueError, shown cleanly.
+    argv = ["analyze", str(scan_file), "--beam-radius", "500", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"nmfdecide: error: radius 500.0 is larger than the pattern .*\n", err)
+
+
+# -- argument parsing ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, expected",
+    [("2:15", list(range(2, 16))), ("2,3,5", [2, 3, 5]), ("4", [4]), ("5,1:2,5", [1, 2, 5])],
+)
+def test_parse_k(text, expected):
+    assert _parse_k(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "a:b", "2-5", "5:2", "0:3", "2:3:4", "1.5"])
+def test_bad_k_is_an_argparse_error(bad, capsys):
+    assert main(["demo", "--k", bad]) == 2
+    err = capsys.readouterr().err
+    assert "argument --k" in err
+
+
+def test_help_and_bad_choice(capsys):
+    assert main(["--help"]) == 0
+    assert "demo" in capsys.readouterr().out
+    assert main(["demo", "--solver", "svd"]) == 2
+    assert "--solver" in capsys.readouterr().err
+    assert main([]) == 2
+    capsys.readouterr()
+    assert main(["demo", "--k", "2:4", "--show-k", "5"]) == 2  # checked before any work
+    assert "argument --show-k: [5] not among the fitted --k" in capsys.readouterr().err
+
+
+# -- the report builder --------------------------------------------------------------------------
+def test_report_escapes_and_tables(tmp_path):
+    import matplotlib.pyplot as plt
+
+    report = Report(tmp_path, "A <b>bold</b> & title")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    report.add_section(
+        "<script>alert(1)</script>",
+        text="x < y & z\n\nsecond paragraph",
+        figures=[("a <figure>", fig)],
+        table={"name": ["<i>", "b"], "value": [1.5, np.nan]},
+    )
+    report.add_section("<script>alert(1)</script>", table=[{"a": 1}, {"b": True}], level=3)
+    report.summary["numbers"] = np.arange(3)
+    path = report.write()
+    html = path.read_text()
+    assert "<script>" not in html and "<b>bold" not in html and "<i>" not in html
+    assert "&lt;script&gt;" in html and "x &lt; y &amp; z" in html and "&lt;i&gt;" in html
+    assert html.count("<p>") >= 2 and html.count("<table>") == 2
+    assert not plt.fignum_exists(fig.number)  # closed after saving
+    assert (tmp_path / "script-alert-1-script-a-figure.png").is_file()
+    assert 'id="script-alert-1-script-2"' in html  # duplicate titles get unique anchors
+    parser = _check_html(tmp_path)
+    assert parser.sources == ["script-alert-1-script-a-figure.png"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["numbers"] == [0, 1, 2]
+    assert summary["report"]["sections"][0]["figures"] == parser.sources
+
+
+def test_report_rejects_ragged_table(tmp_path):
+    with pytest.raises(ValueError, match="different lengths"):
+        Report(tmp_path, "t").add_section("s", table={"a": [1, 2], "b": [1]})
+
+
+def test_helpers():
+    assert slugify("k = 3") == "k-3"
+    assert to_jsonable({"x": np.float64("inf")}) == {"x": None}
