@@ -55,8 +55,7 @@ def run_ours(x: np.ndarray, k_values, restarts: int, mode: str, max_iter: int, t
 
     tracemalloc.start()
     start = time.perf_counter()
-    result = run_sweep(x, k_values, restarts, mode=mode, max_iter=max_iter, tol=tol,
-                       random_state=0)
+    result = run_sweep(x, k_values, restarts, mode=mode, max_iter=max_iter, tol=tol, random_state=0)
     elapsed = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -71,8 +70,14 @@ def run_sklearn(x: np.ndarray, k_values, restarts: int, max_iter: int, tol: floa
     for k in k_values:
         elapsed, losses = [], []
         for r in range(restarts):
-            model = NMF(n_components=k, init="random", solver="cd", max_iter=max_iter, tol=tol,
-                        random_state=1000 * k + r)
+            model = NMF(
+                n_components=k,
+                init="random",
+                solver="cd",
+                max_iter=max_iter,
+                tol=tol,
+                random_state=1000 * k + r,
+            )
             tracemalloc.start()
             start = time.perf_counter()
             with warnings.catch_warnings():
@@ -96,8 +101,12 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=20)
     parser.add_argument("--max-iter", type=int, default=200)
     parser.add_argument("--tol", type=float, default=1e-4)
-    parser.add_argument("--sklearn-restarts", type=int, default=2,
-                        help="scikit-learn fits per k (time extrapolated to --restarts)")
+    parser.add_argument(
+        "--sklearn-restarts",
+        type=int,
+        default=2,
+        help="scikit-learn fits per k (time extrapolated to --restarts)",
+    )
     parser.add_argument("--quick", action="store_true", help="small scan, for a smoke test")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -106,61 +115,86 @@ def main() -> None:
 
     from hyperspy_nmfdecide.data import simulated_scan
 
-    scan = simulated_scan((args.nav, args.nav), args.pattern, 4, layout="overlapping",
-                          dose=1000.0, random_state=0)
+    scan = simulated_scan(
+        (args.nav, args.nav), args.pattern, 4, layout="overlapping", dose=1000.0, random_state=0
+    )
     x = np.ascontiguousarray(scan.signal.data.reshape(args.nav**2, -1), dtype=np.float32)
     n, p = x.shape
     k_values = list(range(2, args.k_max + 1))
     t_total = args.restarts * sum(k_values)
-    blas = [{key: info.get(key) for key in ("internal_api", "version", "num_threads",
-                                            "architecture")}
-            for info in threadpool_info() if info.get("user_api") == "blas"]
+    blas = [
+        {key: info.get(key) for key in ("internal_api", "version", "num_threads", "architecture")}
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
     print(f"scan: {n} probes x {p} pixels, float32 X = {x.nbytes / 2**20:.0f} MiB")
     print(f"BLAS: {blas}")
     rate = gemm_rate(n, p, t_total)
     print(f"float32 GEMM rate at the sweep's shapes (T = {t_total}): {rate:.0f} GFLOP/s")
 
-    exact, t_exact, peak_exact = run_ours(x, k_values, args.restarts, "exact", args.max_iter,
-                                          args.tol)
+    exact, t_exact, peak_exact = run_ours(
+        x, k_values, args.restarts, "exact", args.max_iter, args.tol
+    )
     achieved = sweep_flops(exact, n, p) / t_exact / 1e9
-    fast, t_fast, peak_fast = run_ours(x, k_values, args.restarts, "fast", args.max_iter,
-                                       args.tol)
-    sk_times, sk_best, sk_peak = run_sklearn(x, k_values, args.sklearn_restarts, args.max_iter,
-                                             args.tol)
+    fast, t_fast, peak_fast = run_ours(x, k_values, args.restarts, "fast", args.max_iter, args.tol)
+    sk_times, sk_best, sk_peak = run_sklearn(
+        x, k_values, args.sklearn_restarts, args.max_iter, args.tol
+    )
     t_sklearn = args.restarts * sum(sk_times.values())
     extrapolated = args.sklearn_restarts != args.restarts
 
-    print(f"\nexact sweep: {t_exact:.1f} s, {achieved:.0f} GFLOP/s achieved "
-          f"= {100 * achieved / rate:.0f} % of the measured GEMM rate")
+    print(
+        f"\nexact sweep: {t_exact:.1f} s, {achieved:.0f} GFLOP/s achieved "
+        f"= {100 * achieved / rate:.0f} % of the measured GEMM rate"
+    )
     print(f"fast sweep:  {t_fast:.1f} s")
-    print(f"scikit-learn loop ({len(k_values) * args.restarts} fits): {t_sklearn:.1f} s"
-          + (f" (extrapolated from {args.sklearn_restarts} fits per k)" if extrapolated else ""))
+    print(
+        f"scikit-learn loop ({len(k_values) * args.restarts} fits): {t_sklearn:.1f} s"
+        + (f" (extrapolated from {args.sklearn_restarts} fits per k)" if extrapolated else "")
+    )
     print(f"ratio scikit-learn / exact: {t_sklearn / t_exact:.1f}x")
     print(f"ratio scikit-learn / fast:  {t_sklearn / t_fast:.1f}x")
-    print("\n  k   best MSE exact   best MSE fast  (fast/exact-1)   scikit-learn best  "
-          "(exact/sklearn-1)")
+    print(
+        "\n  k   best MSE exact   best MSE fast  (fast/exact-1)   scikit-learn best  "
+        "(exact/sklearn-1)"
+    )
     for i, k in enumerate(k_values):
         e, f, s = exact.best_loss[i], fast.best_loss[i], sk_best[k]
-        print(f"{k:3d}  {e:15.6g}  {f:14.6g}  {100 * (f / e - 1):+13.3f} %  {s:17.6g}  "
-              f"{100 * (e / s - 1):+15.3f} %")
+        print(
+            f"{k:3d}  {e:15.6g}  {f:14.6g}  {100 * (f / e - 1):+13.3f} %  {s:17.6g}  "
+            f"{100 * (e / s - 1):+15.3f} %"
+        )
     factor_state = 4 * t_total * (n + 3 * p)
-    print(f"\npeak traced memory, exact sweep: {peak_exact / x.nbytes:.2f} x X "
-          f"(X {x.nbytes / 2**20:.0f} MiB, factor state {factor_state / 2**20:.0f} MiB, "
-          f"peak {peak_exact / 2**20:.0f} MiB; budget 2 x X + state = "
-          f"{(2 * x.nbytes + factor_state) / 2**20:.0f} MiB)")
+    print(
+        f"\npeak traced memory, exact sweep: {peak_exact / x.nbytes:.2f} x X "
+        f"(X {x.nbytes / 2**20:.0f} MiB, factor state {factor_state / 2**20:.0f} MiB, "
+        f"peak {peak_exact / 2**20:.0f} MiB; budget 2 x X + state = "
+        f"{(2 * x.nbytes + factor_state) / 2**20:.0f} MiB)"
+    )
     print(f"peak traced memory, fast sweep: {peak_fast / 2**20:.0f} MiB")
     print(f"peak traced memory, one scikit-learn fit: {sk_peak / x.nbytes:.2f} x X")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({
-                "shape": [n, p], "gemm_gflops": rate, "exact_seconds": t_exact,
-                "exact_gflops": achieved, "fast_seconds": t_fast,
-                "sklearn_seconds": t_sklearn, "sklearn_extrapolated": extrapolated,
-                "best_exact": exact.best_loss.tolist(), "best_fast": fast.best_loss.tolist(),
-                "best_sklearn": [sk_best[k] for k in k_values],
-                "peak_exact_bytes": peak_exact, "peak_fast_bytes": peak_fast,
-                "peak_sklearn_bytes": sk_peak, "blas": blas,
-            }, handle, indent=2)
+            json.dump(
+                {
+                    "shape": [n, p],
+                    "gemm_gflops": rate,
+                    "exact_seconds": t_exact,
+                    "exact_gflops": achieved,
+                    "fast_seconds": t_fast,
+                    "sklearn_seconds": t_sklearn,
+                    "sklearn_extrapolated": extrapolated,
+                    "best_exact": exact.best_loss.tolist(),
+                    "best_fast": fast.best_loss.tolist(),
+                    "best_sklearn": [sk_best[k] for k in k_values],
+                    "peak_exact_bytes": peak_exact,
+                    "peak_fast_bytes": peak_fast,
+                    "peak_sklearn_bytes": sk_peak,
+                    "blas": blas,
+                },
+                handle,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

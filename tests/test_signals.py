@@ -114,7 +114,8 @@ def test_sweep_saved_with_the_signal_and_on_its_own(scan, tmp_path, lazy):
     own = NMFSweep.load(sweep.save(tmp_path / "sweep"))
     np.testing.assert_array_equal(own.get_factors(4).data, sweep.get_factors(4).data)
     assert own.get_factors(4).axes_manager.signal_axes[0].units == (
-        s.axes_manager.signal_axes[0].units)
+        s.axes_manager.signal_axes[0].units
+    )
 
 
 def test_get_nmf_sweep_before_any_sweep_is_an_error(scan):
@@ -147,8 +148,9 @@ def test_plot_shows_every_run_min_mean_and_pca(scan):
 
 
 def test_direct_beam_mask_is_at_the_beam_not_the_centre():
-    scan = simulated_scan(nav_shape=(4, 4), pattern_size=48, n_crystals=1,
-                          beam_offset=(4.0, -3.0), random_state=0)
+    scan = simulated_scan(
+        nav_shape=(4, 4), pattern_size=48, n_crystals=1, beam_offset=(4.0, -3.0), random_state=0
+    )
     mask = scan.signal.direct_beam_mask(radius=3)
     yy, xx = np.nonzero(mask)
     assert xx.mean() == pytest.approx(24 + 4.0, abs=1.0)
