@@ -68,3 +68,80 @@ def plot_sweep(sweep, ax=None, *, bins: int = 40):
     ax.set_title(f"NMF sweep ({solver}, {loss.shape[1]} restarts per k)")
     ax.legend(frameon=False, fontsize="small")
     return fig
+
+
+def plot_decision(decision, fig=None):
+    """The k decision: level 1 (MSE and its elbow) and level 2 (noise edge, IQA, agreement).
+
+    Four panels sharing k: (a) minimum MSE per k with the elbow; (b) each component's squared
+    singular value of the Poisson-scaled data over the noise edge, with the margin line;
+    (c) SSIM raw vs reconstructed and reconstruction k vs k + 1; (d) residual NSD over the
+    Poisson noise level and the share of restarts reaching the minimum.  The decided k is a
+    vertical line in every panel.
+
+    Parameters
+    ----------
+    decision : KDecision
+        The result of ``decide_k``.
+    fig : matplotlib.figure.Figure, optional
+        Where to draw; a new figure when None.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    from .decide import EDGE_MARGIN
+
+    if fig is None:
+        fig = plt.figure(figsize=(9.0, 6.5), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True)
+    k = np.asarray(decision.k_values)
+    c = decision.columns
+    (loss_ax, noise_ax), (iqa_ax, residual_ax) = axes
+
+    loss_ax.plot(k, c["best_mse"], "-o", ms=3, color="tab:blue", label="minimum MSE")
+    loss_ax.plot(k, c["mean_mse"], "--", color="tab:red", label="mean MSE")
+    loss_ax.axvline(decision.elbow_k, color="tab:orange", ls=":", label="elbow (level 1)")
+    loss_ax.set_yscale("log")
+    loss_ax.set_ylabel("MSE")
+    loss_ax.set_title("(a) level 1: loss")
+
+    ratio = decision.noise_ratio
+    ranks = np.arange(1, ratio.size + 1)
+    noise_ax.plot(ranks, ratio, "-o", ms=3, color="black", label="component / noise edge")
+    margin = decision.params.get("margin", EDGE_MARGIN)
+    noise_ax.axhline(margin, color="tab:gray", ls="--", label=f"margin {margin:g}×")
+    noise_ax.set_yscale("log")
+    noise_ax.set_ylabel("σ² / noise edge")
+    noise_ax.set_title("(b) level 2: components above the noise")
+
+    iqa_ax.plot(k, c["ssim"], "-o", ms=3, color="tab:green", label="SSIM raw vs model")
+    iqa_ax.plot(k, c["next_ssim"], "--s", ms=3, color="tab:purple", label="SSIM model k vs k+1")
+    iqa_ax.set_ylabel("SSIM")
+    iqa_ax.set_title("(c) level 2: image quality")
+
+    residual_ax.plot(
+        k,
+        c["residual_nsd_ratio"],
+        "-o",
+        ms=3,
+        color="tab:brown",
+        label="residual NSD / Poisson noise",
+    )
+    residual_ax.plot(
+        k, c["restart_agreement"], "--", color="tab:cyan", label="restarts at the minimum"
+    )
+    residual_ax.axhline(1.0, color="tab:gray", lw=0.8)
+    residual_ax.set_title("(d) residual and restarts")
+
+    for ax in axes.ravel():
+        ax.axvline(
+            decision.k, color="tab:red", lw=1.5, alpha=0.6, label=f"decision k = {decision.k}"
+        )
+        ax.legend(frameon=False, fontsize="x-small")
+    for ax in axes[1]:
+        ax.set_xlabel("number of components k")
+    fig.suptitle(f"decide_k ({decision.method}): k = {decision.k}")
+    return fig

@@ -334,3 +334,131 @@ def _json_default(value):
     if hasattr(value, "as_dictionary"):
         return value.as_dictionary()
     return str(value)
+
+
+#: Where the k decision is kept in a signal's metadata.
+METADATA_DECISION = "NMFDecide.decision"
+
+
+@dataclass
+class KDecision:
+    """The number of components decided from a sweep, with the evidence of both levels.
+
+    Attributes
+    ----------
+    k : int
+        The decision.
+    elbow_k : int
+        Level 1: the elbow of the minimum-MSE curve.
+    method : str
+        ``"noise"`` (default), ``"elbow"`` or ``"iqa"``; see
+        :func:`hyperspy_nmfdecide.decide.decide`.
+    reason : str
+        One sentence to quote.
+    k_values : numpy.ndarray
+        The sweep's k values.
+    columns : dict of str to numpy.ndarray
+        Every metric per k (see :attr:`table`).
+    spectrum : dict
+        ``squared_singular_values``, ``noise_edge``, ``gain`` of the Poisson-scaled data.
+    suggested_range : tuple of int or None
+        Set when the sweep's k range does not bracket the decision.
+    params : dict
+        ``n_sample``, ``margin``, ``random_state``.
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.data import simulated_scan
+    >>> s = simulated_scan(nav_shape=(10, 10), pattern_size=32, random_state=0).signal
+    >>> _ = s.nmf_sweep(range(1, 6), n_restarts=3, random_state=0)
+    >>> decision = s.decide_k(n_sample=16)
+    >>> decision.k in range(1, 6), decision.table[0]["k"]
+    (True, 1)
+    """
+
+    k: int
+    elbow_k: int
+    method: str
+    reason: str
+    k_values: np.ndarray
+    columns: dict[str, np.ndarray]
+    spectrum: dict
+    suggested_range: tuple[int, int] | None = None
+    params: dict = field(default_factory=dict)
+
+    @property
+    def table(self) -> list[dict]:
+        """One row per k: ``k`` and every metric (JSON-ready floats)."""
+        rows = []
+        for i, k in enumerate(self.k_values):
+            row = {"k": int(k)}
+            row |= {name: float(values[i]) for name, values in self.columns.items()}
+            rows.append(row)
+        return rows
+
+    @property
+    def noise_ratio(self) -> np.ndarray:
+        """Squared singular values of the Poisson-scaled data over the noise edge, descending."""
+        s = self.spectrum
+        return np.asarray(s["squared_singular_values"]) / (s["gain"] * s["noise_edge"])
+
+    def plot(self, fig=None):
+        """Level 1 and level 2 side by side, elbow and decision marked; returns the Figure."""
+        from .plot import plot_decision
+
+        return plot_decision(self, fig=fig)
+
+    def to_dict(self) -> dict:
+        """A nested dict of arrays, strings and numbers (fit for HyperSpy metadata)."""
+        out = {
+            "format": "hyperspy_nmfdecide.KDecision/1",
+            "k": int(self.k),
+            "elbow_k": int(self.elbow_k),
+            "method": self.method,
+            "reason": self.reason,
+            "k_values": np.asarray(self.k_values),
+            "column_names": json.dumps(list(self.columns)),
+            "columns": np.stack([np.asarray(v, dtype=float) for v in self.columns.values()]),
+            "squared_singular_values": np.asarray(self.spectrum["squared_singular_values"]),
+            "noise_edge": float(self.spectrum["noise_edge"]),
+            "gain": float(self.spectrum["gain"]),
+            "params_json": json.dumps(self.params),
+        }
+        if self.suggested_range is not None:
+            out["suggested_range"] = np.asarray(self.suggested_range)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> KDecision:
+        """Inverse of :meth:`to_dict`."""
+        if d.get("format") != "hyperspy_nmfdecide.KDecision/1":
+            raise ValueError(f"not a stored k decision (format {d.get('format')!r})")
+        names = json.loads(str(d["column_names"]))
+        columns = np.asarray(d["columns"])
+        suggested = d.get("suggested_range")
+        return cls(
+            k=int(d["k"]),
+            elbow_k=int(d["elbow_k"]),
+            method=str(d["method"]),
+            reason=str(d["reason"]),
+            k_values=np.asarray(d["k_values"]),
+            columns={name: columns[i] for i, name in enumerate(names)},
+            spectrum={
+                "squared_singular_values": np.asarray(d["squared_singular_values"]),
+                "noise_edge": float(d["noise_edge"]),
+                "gain": float(d["gain"]),
+            },
+            suggested_range=None if suggested is None else tuple(int(v) for v in suggested),
+            params=json.loads(str(d["params_json"])),
+        )
+
+    def summary(self) -> dict:
+        """JSON-ready decision, reason and table (for reports)."""
+        return {
+            "k": int(self.k),
+            "elbow_k": int(self.elbow_k),
+            "method": self.method,
+            "reason": self.reason,
+            "suggested_range": self.suggested_range,
+            "table": self.table,
+        }

@@ -7,13 +7,16 @@ the result (DESIGN §1).  No arithmetic on patterns happens here.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
 from pyxem.signals import ElectronDiffraction2D, LazyElectronDiffraction2D
 
+from .decide import EDGE_MARGIN, METHODS, evaluate
 from .nmf.sweep import run_sweep
-from .results import METADATA_SWEEP, NMFSweep
+from .phasemaps import METADATA_PHASE_MAPS, PhaseMaps, compute_phase_maps
+from .results import METADATA_DECISION, METADATA_SWEEP, KDecision, NMFSweep
 
 _logger = logging.getLogger(__name__)
 
@@ -113,13 +116,9 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         n_probe = int(np.prod(nav_shape, dtype=int))
         n_pixel = int(np.prod(sig_shape, dtype=int))
         matrix, chunk_rows = self._as_matrix(n_probe, n_pixel)
-        if show_progressbar is None:
-            from hyperspy.defaults_parser import preferences
-
-            show_progressbar = preferences.General.show_progressbar
         bar = progressbar(
             total=None,
-            disable=not show_progressbar,
+            disable=not _show(show_progressbar),
             unit="pass",
             desc="NMF sweep, passes over the data",
         )
@@ -178,6 +177,231 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             raise RuntimeError("No NMF sweep is stored on this signal: run s.nmf_sweep() first.")
         return NMFSweep.from_dict(self.metadata.get_item(METADATA_SWEEP).as_dictionary())
 
+    def decide_k(
+        self,
+        sweep: NMFSweep | None = None,
+        *,
+        method: str = "noise",
+        n_sample: int = 128,
+        margin: float = EDGE_MARGIN,
+        binning: int | None = None,
+        random_state: int = 0,
+        show_progressbar: bool | None = None,
+        store: bool = True,
+    ) -> KDecision:
+        """Decide the number of components from a sweep, in two levels (Cao et al.).
+
+        Level 1 is the elbow of the minimum-MSE curve.  Level 2 asks where extra components
+        start fitting noise: how many components of the Poisson-scaled data rise above the
+        largest singular value of pure noise at the data's own noise level (the decision with
+        ``method="noise"``, the default: it was exact on most scans of the accuracy suite,
+        the elbow and the IQA rule far fewer; see the README), beside IQA metrics between raw
+        and reconstructed patterns and between neighbouring k, the residual's NSD against the
+        Poisson noise level, and the share of restarts reaching the minimum.
+
+        Parameters
+        ----------
+        sweep : NMFSweep, optional
+            Default: the sweep stored by the last :meth:`nmf_sweep`.
+        method : {"noise", "elbow", "iqa"}
+            What decides; the evidence of every level is computed in any case.
+        n_sample : int
+            Probes (a seeded sample) on which the IQA metrics are computed.
+        margin : float
+            Factor by which a component must clear the noise edge (``method="noise"``).
+        binning : int, optional
+            Bin side of the patterns for the noise spectrum (default: binned to about 16
+            pixels a side; spots span several pixels, so binning lifts weak components out of
+            the noise without changing how many there are).
+        random_state : int
+            Seed of the sample and of the noise spectrum.
+        show_progressbar : bool or None
+            None follows ``hs.preferences.General.show_progressbar``.
+        store : bool
+            Keep the decision in ``metadata`` (saved with the signal, read by
+            :meth:`get_k_decision` and :meth:`phase_maps`).
+
+        Returns
+        -------
+        KDecision
+            ``k``, ``elbow_k``, ``reason``, ``table``, ``plot()``.  A warning suggests a new k
+            range when the sweep does not bracket the decision.
+
+        Examples
+        --------
+        >>> from hyperspy_nmfdecide.data import simulated_scan
+        >>> scan = simulated_scan(nav_shape=(16, 16), pattern_size=32, n_crystals=2,
+        ...                       dose=2000, random_state=0)
+        >>> s = scan.signal
+        >>> _ = s.nmf_sweep(range(1, 6), n_restarts=4, random_state=0)
+        >>> decision = s.decide_k()
+        >>> decision.k == scan.true_k
+        True
+        """
+        from hyperspy.external.progressbar import progressbar
+
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if not margin > 1:
+            raise ValueError(f"margin must be > 1, got {margin!r}")
+        sweep = self.get_nmf_sweep() if sweep is None else sweep
+        if not isinstance(sweep, NMFSweep):
+            raise TypeError(f"sweep must be an NMFSweep, got {type(sweep).__name__}")
+        self._check_sweep_matches(sweep)
+        n_probe, n_pixel = self._matrix_shape()
+        matrix, chunk_rows = self._as_matrix(n_probe, n_pixel)
+        ks = [int(k) for k in sweep.k_values]
+        bar = progressbar(
+            total=1, disable=not _show(show_progressbar), desc="decide_k: noise edge and IQA"
+        )
+        try:
+            decision, columns, spectrum = evaluate(
+                matrix,
+                k_values=ks,
+                loss=sweep.loss,
+                best_loss=sweep.best_loss,
+                factors={k: sweep._best(k)[0] for k in ks},
+                loadings={k: sweep._best(k)[1] for k in ks},
+                pattern_shape=self.data.shape[self.axes_manager.navigation_dimension :],
+                row_mask=_ravel(sweep.navigation_mask),
+                col_mask=_ravel(sweep.signal_mask),
+                negative_values=sweep.params.get("negative_values", "raise"),
+                chunk_rows=chunk_rows,
+                method=method,
+                n_sample=n_sample,
+                margin=margin,
+                binning=binning,
+                random_state=random_state,
+            )
+            bar.update()
+        finally:
+            bar.close()
+        if decision.suggested_range is not None:
+            low, high = decision.suggested_range
+            warnings.warn(
+                f"The sweep's k range ({ks[0]}..{ks[-1]}) does not bracket the decision: "
+                f"run nmf_sweep(range({low}, {high + 1})) and decide again.",
+                UserWarning,
+                stacklevel=2,
+            )
+        result = KDecision(
+            k=decision.k,
+            elbow_k=decision.elbow_k,
+            method=decision.method,
+            reason=decision.reason,
+            k_values=np.asarray(ks),
+            columns=columns,
+            spectrum={
+                "squared_singular_values": spectrum.squared_singular_values,
+                "noise_edge": spectrum.noise_edge,
+                "gain": spectrum.gain,
+            },
+            suggested_range=decision.suggested_range,
+            params={
+                "n_sample": int(n_sample),
+                "margin": float(margin),
+                "random_state": random_state,
+            },
+        )
+        if store:
+            self.metadata.set_item(METADATA_DECISION, result.to_dict())
+        return result
+
+    def get_k_decision(self) -> KDecision:
+        """The decision stored by the last :meth:`decide_k` (also after save and load)."""
+        if not self.metadata.has_item(METADATA_DECISION):
+            raise RuntimeError("No k decision is stored on this signal: run s.decide_k() first.")
+        return KDecision.from_dict(self.metadata.get_item(METADATA_DECISION).as_dictionary())
+
+    def phase_maps(
+        self,
+        k: int | None = None,
+        *,
+        threshold: str | float = "otsu",
+        min_size: int | None = None,
+        background: int | str | None = "auto",
+        sweep: NMFSweep | None = None,
+        show_progressbar: bool | None = None,
+        store: bool = True,
+    ) -> PhaseMaps:
+        """Phase maps from the kept factorisation at k: thresholds, overlaps, raw clustering.
+
+        The last step of Cao et al.'s plan: each loading map is thresholded into a component
+        mask, the background component is recognised and kept out, probes where two or more
+        components hold are overlaps, components are followed to k − 1 and k + 1, every probe
+        gets a phase label, and the raw patterns are averaged per phase (one pass over the
+        data) and compared with the reconstruction.
+
+        Parameters
+        ----------
+        k : int, optional
+            Default: the stored decision of :meth:`decide_k`.
+        threshold : {"otsu", "otsu-level"} or float
+            See :func:`hyperspy_nmfdecide.phasemaps.compute_phase_maps`.
+        min_size : int, optional
+            Specks smaller than this many probes are removed.
+        background : "auto", int or None
+            The background component, recognised, named, or none.
+        sweep : NMFSweep, optional
+            Default: the stored sweep.
+        show_progressbar : bool or None
+            None follows ``hs.preferences.General.show_progressbar``.
+        store : bool
+            Keep the result in ``metadata`` (read back by :meth:`get_phase_maps`).
+
+        Returns
+        -------
+        PhaseMaps
+
+        Examples
+        --------
+        >>> from hyperspy_nmfdecide.data import simulated_scan
+        >>> s = simulated_scan(nav_shape=(12, 12), pattern_size=32, n_crystals=2, dose=5000,
+        ...                    random_state=0).signal
+        >>> _ = s.nmf_sweep(range(2, 5), n_restarts=3, random_state=0)
+        >>> pm = s.phase_maps(k=3)
+        >>> pm.labels.axes_manager.signal_shape == s.axes_manager.navigation_shape
+        True
+        """
+        from hyperspy.external.progressbar import progressbar
+
+        sweep = self.get_nmf_sweep() if sweep is None else sweep
+        if not isinstance(sweep, NMFSweep):
+            raise TypeError(f"sweep must be an NMFSweep, got {type(sweep).__name__}")
+        self._check_sweep_matches(sweep)
+        if k is None:
+            if not self.metadata.has_item(METADATA_DECISION):
+                raise RuntimeError(
+                    "phase_maps needs k: pass k=... or run s.decide_k() first "
+                    f"(available k: {sweep.k_values.tolist()})"
+                )
+            k = self.get_k_decision().k
+        n_probe, n_pixel = self._matrix_shape()
+        matrix, chunk_rows = self._as_matrix(n_probe, n_pixel)
+        bar = progressbar(total=1, disable=not _show(show_progressbar), desc="phase maps")
+        try:
+            result = compute_phase_maps(
+                sweep,
+                k,
+                matrix,
+                threshold=threshold,
+                min_size=min_size,
+                background=background,
+                chunk_rows=chunk_rows,
+            )
+            bar.update()
+        finally:
+            bar.close()
+        if store:
+            self.metadata.set_item(METADATA_PHASE_MAPS, result.to_dict())
+        return result
+
+    def get_phase_maps(self) -> PhaseMaps:
+        """The phase maps stored by the last :meth:`phase_maps` (also after save and load)."""
+        if not self.metadata.has_item(METADATA_PHASE_MAPS):
+            raise RuntimeError("No phase maps are stored on this signal: run s.phase_maps() first.")
+        return PhaseMaps.from_dict(self.metadata.get_item(METADATA_PHASE_MAPS).as_dictionary())
+
     def direct_beam_mask(self, radius: float, *, method: str = "blur", **kwargs) -> np.ndarray:
         """Boolean mask of a disc around the *found* direct beam (True = excluded).
 
@@ -225,6 +449,19 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
 
     # -- helpers -----------------------------------------------------------------------------
+    def _matrix_shape(self) -> tuple[int, int]:
+        nav_dim = self.axes_manager.navigation_dimension
+        shape = self.data.shape
+        return int(np.prod(shape[:nav_dim], dtype=int)), int(np.prod(shape[nav_dim:], dtype=int))
+
+    def _check_sweep_matches(self, sweep: NMFSweep) -> None:
+        expected = tuple(int(a["size"]) for a in sweep.axes)
+        if tuple(self.data.shape) != expected:
+            raise ValueError(
+                f"the sweep was run on data of shape {expected}, this signal has "
+                f"{tuple(self.data.shape)}"
+            )
+
     def _as_matrix(self, n_probe: int, n_pixel: int):
         """The data as an (n_probe, n_pixel) view: numpy, or dask in navigation row chunks."""
         if not self._lazy:
@@ -250,6 +487,18 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
 class LazyNMFDecideDiffraction2D(LazyElectronDiffraction2D, NMFDecideDiffraction2D):
     """Lazy (dask-backed) twin of :class:`NMFDecideDiffraction2D`."""
+
+
+def _show(show_progressbar: bool | None) -> bool:
+    if show_progressbar is None:
+        from hyperspy.defaults_parser import preferences
+
+        return bool(preferences.General.show_progressbar)
+    return bool(show_progressbar)
+
+
+def _ravel(mask: np.ndarray | None) -> np.ndarray | None:
+    return None if mask is None else np.asarray(mask).ravel()
 
 
 def _as_mask(mask, shape: tuple[int, ...], name: str) -> np.ndarray | None:

@@ -1,0 +1,550 @@
+"""Deciding the number of components from a sweep, in two levels (Cao et al., SI "Global plan").
+
+* **Level 1** — the elbow of the minimum-MSE-vs-k curve (:func:`elbow_k`).
+* **Level 2** — where extra components start fitting noise:
+
+  - the *noise edge* (:func:`poisson_noise_spectrum`, the default decision): each pixel is
+    scaled for Poisson noise (``X_ij / sqrt(b_j)``, b the mean pattern: the pixel half of the
+    scaling of Keenan & Kotula 2004 that HyperSpy's ``normalize_poissonian_noise`` uses), and
+    the singular values are compared with the largest singular value of pure noise at the
+    data's own noise level.  That noise matrix is ``sqrt(X_ij / b_j)`` with random signs:
+    Poisson counts are their own variance estimate, so it has the variance of every entry of
+    the scaled data, dark pixels and bright direct beam alike, but no structure.  The overall
+    noise level (a detector gain other than 1) is read from the energy of the spectrum's tail.
+    A component counts when its squared singular value clears the edge by
+    :data:`EDGE_MARGIN`; the decision is how many do.  Non-negative sources with independent
+    maps are linearly independent, so this rank is the number of NMF components.
+  - image-quality metrics (:mod:`hyperspy_nmfdecide.iqa`) between raw and reconstructed
+    patterns, and between the reconstructions at k and k + 1, on a seeded sample of probes
+    (:func:`iqa_evidence`); ``method="iqa"`` decides from them alone (the smallest k after
+    which SSIM between raw and reconstructed stops rising), as Cao et al. read them;
+  - the residual's NSD against the Poisson noise level the model predicts (about 1 once the
+    residual is noise);
+  - restart agreement: the share of random restarts that reach the minimum MSE.
+
+No HyperSpy import happens here (DESIGN §1); X is read through the sweep's chunk operator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import iqa
+from .nmf.operators import DTYPE, MatrixStats
+from .nmf.svd import truncated_svd
+
+_logger = logging.getLogger(__name__)
+
+#: Methods of :func:`decide`.
+METHODS = ("noise", "elbow", "iqa")
+
+#: A component counts when its squared singular value exceeds the noise edge by this factor.
+#: Pure-noise components sit at 0.97-1.03 of the edge on the accuracy suite.
+EDGE_MARGIN = 1.1
+
+#: The noise edge is measured on patterns binned to about this many pixels a side (see
+#: :class:`_PoissonScaled`); on the accuracy suite 64-pixel patterns binned 4 × 4 found
+#: components at 50 electrons per pattern that 2 × 2 binning left in the noise.
+BINNED_SIDE = 16
+
+#: Extra singular values computed beyond the largest k swept (they measure the noise tail).
+TAIL_RANK = 20
+
+#: ``method="iqa"``: SSIM(raw, model) has stopped rising once a step adds less than this share
+#: of its whole rise over the swept k.
+IQA_FLAT = 0.02
+
+#: A restart "reaches the minimum" when its MSE is within this relative distance of the best.
+AGREEMENT_RTOL = 1e-3
+
+#: IQA metrics computed between raw and reconstructed patterns.
+FIDELITY_METRICS = ("psnr", "ssim", "gmsd", "mdsi")
+
+
+# -- level 1 --------------------------------------------------------------------------------------
+def elbow_k(k_values: Sequence[int], loss: Sequence[float]) -> int:
+    """The elbow of a loss-vs-k curve: the point farthest from the chord of its log.
+
+    The rule of HyperSpy's ``estimate_elbow_position`` (Satopää et al. 2011, "Kneedle") on k
+    values that need not start at 1; written here so that the numerics do not import HyperSpy
+    (``tests/test_decide.py`` checks that both agree).
+
+    Parameters
+    ----------
+    k_values : sequence of int
+        Ascending, evenly spaced numbers of components (at least 3).
+    loss : sequence of float
+        Positive loss at each k (the sweep's ``best_loss``).
+
+    Returns
+    -------
+    int
+        The k at the elbow.
+
+    Examples
+    --------
+    >>> elbow_k([1, 2, 3, 4, 5, 6], [100.0, 30.0, 10.0, 9.0, 8.5, 8.2])
+    3
+    """
+    k = np.asarray(k_values, dtype=float)
+    if k.size < 3:
+        raise ValueError(f"an elbow needs at least 3 values of k, got {k.size}")
+    y = np.log(np.clip(np.asarray(loss, dtype=float), 1e-300, None))
+    distance = np.abs((k[-1] - k[0]) * (y[0] - y) - (k[0] - k) * (y[-1] - y[0]))
+    return int(k_values[int(np.argmax(distance))])
+
+
+# -- level 2: the noise edge ----------------------------------------------------------------------
+@dataclass
+class NoiseSpectrum:
+    """Singular values of the Poisson-scaled data against the edge of pure noise.
+
+    Attributes
+    ----------
+    squared_singular_values : numpy.ndarray
+        (rank,) largest squared singular values of the scaled data, descending.
+    noise_edge : float
+        Largest squared singular value of pure Poisson noise at unit gain, same scaling.
+    gain : float
+        Noise variance relative to Poisson counts (1 for counts; a detector gain otherwise),
+        from the energy of the spectrum beyond ``rank``.
+    """
+
+    squared_singular_values: np.ndarray
+    noise_edge: float
+    gain: float
+
+    @property
+    def ratio(self) -> np.ndarray:
+        """(rank,) each component's squared singular value over the noise edge."""
+        return self.squared_singular_values / (self.gain * self.noise_edge)
+
+    def n_components(self, margin: float = EDGE_MARGIN) -> int:
+        """How many components clear the noise edge by ``margin``."""
+        above = self.ratio > margin
+        return int(np.argmin(above)) if not above.all() else int(above.size)
+
+
+class _PoissonScaled:
+    """The kept data, patterns binned and pixels scaled to equal Poisson noise, or its twin.
+
+    Each chunk's patterns are binned ``factor × factor`` (spots span several pixels, so their
+    signal adds up coherently while the noise adds up at random) and every binned pixel is
+    divided by ``sqrt(b_j)``, b the mean binned pattern.  Patterns are not scaled by their
+    intensity (Keenan & Kotula's row factor): a background whose strength varies over the
+    scan is itself a source, and that scaling would remove it.  With ``noise=True`` the data
+    are first replaced by ``sqrt(X) × random signs`` (fixed per chunk): the same variance in
+    every entry, no structure.  Offers the ``shape``/``chunks``/``stats`` interface of
+    :func:`truncated_svd`.
+    """
+
+    def __init__(
+        self,
+        operator,
+        pattern_shape: tuple[int, int],
+        factor: int,
+        *,
+        noise: bool = False,
+        entropy: int = 0,
+    ) -> None:
+        self.operator = operator
+        self.noise = noise
+        self.entropy = entropy
+        height, width = (side // factor * factor for side in pattern_shape)
+        self._full = (int(np.prod(pattern_shape)), pattern_shape, factor, height, width)
+        self._n_bins = (height // factor) * (width // factor)
+        self.col_scale = np.ones(self._n_bins, dtype=DTYPE)
+        self.stats = MatrixStats(0.0, operator.shape[0], self._n_bins, self._n_bins)
+
+    def with_pixel_scale(self) -> _PoissonScaled:
+        """Set ``1 / sqrt(mean binned pattern)`` from one pass over the data."""
+        sums = np.zeros(self._n_bins)
+        for _, x in self.chunks():
+            sums += x.sum(axis=0, dtype=np.float64)
+        self.col_scale = _inverse_sqrt(sums / self.operator.shape[0]).astype(DTYPE)
+        return self
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.stats.n_rows, self.stats.n_cols
+
+    def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
+        size, (rows_px, cols_px), factor, height, width = self._full
+        for index, (rows, chunk) in enumerate(self.operator.chunks()):
+            x = self.operator.dense(chunk)
+            if self.noise:
+                x = np.sqrt(np.maximum(x, 0)) * _signs(self.entropy, index, x.shape)
+            full = np.zeros((x.shape[0], size), dtype=DTYPE)
+            full[:, self.operator.col_keep] = x
+            patterns = full.reshape(-1, rows_px, cols_px)[:, :height, :width]
+            binned = patterns.reshape(-1, height // factor, factor, width // factor, factor)
+            yield rows, binned.sum(axis=(2, 4)).reshape(x.shape[0], -1) * self.col_scale
+
+    def squared_norm(self) -> float:
+        return sum(float(np.einsum("ij,ij->", c, c, dtype=np.float64)) for _, c in self.chunks())
+
+
+def poisson_noise_spectrum(
+    operator,
+    rank: int,
+    *,
+    pattern_shape: tuple[int, int] | None = None,
+    binning: int = 1,
+    random_state: int = 0,
+) -> NoiseSpectrum:
+    """The top ``rank`` squared singular values of the Poisson-scaled data and the noise edge.
+
+    Parameters
+    ----------
+    operator
+        A :class:`~hyperspy_nmfdecide.nmf.operators.DenseOperator` over the kept data.
+    rank
+        Singular values wanted (the largest k of interest; :data:`TAIL_RANK` more are computed
+        to measure the noise tail).
+    pattern_shape, binning
+        (H, W) of one pattern and the side of the square bins the patterns are summed in
+        first; binning preserves the rank of the noise-free data and, since spots span several
+        pixels, raises each component above the noise (``binning=1``: none).
+    random_state
+        Seed of the random test matrices and of the random signs.
+
+    Returns
+    -------
+    NoiseSpectrum
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.nmf.operators import DenseOperator
+    >>> rng = np.random.default_rng(0)
+    >>> w, h = rng.gamma(1.0, 1.0, (400, 3)), rng.gamma(0.3, 3.0, (3, 300))
+    >>> counts = rng.poisson(w @ h)
+    >>> spectrum = poisson_noise_spectrum(DenseOperator(counts), 6)
+    >>> spectrum.n_components(), round(spectrum.gain, 1)
+    (3, 1.0)
+    """
+    if pattern_shape is None:
+        pattern_shape, binning = (1, operator.full_shape[1]), 1
+    if not isinstance(binning, (int, np.integer)) or binning < 1:
+        raise ValueError(f"binning must be an integer ≥ 1, got {binning!r}")
+    scaled = _PoissonScaled(operator, pattern_shape, binning).with_pixel_scale()
+    n, p = scaled.shape
+    width = min(rank + TAIL_RANK, n, p)
+    svd = truncated_svd(scaled, width, oversample=10, random_state=random_state)
+    noise = _PoissonScaled(operator, pattern_shape, binning, noise=True, entropy=random_state)
+    noise.col_scale = scaled.col_scale
+    twin = truncated_svd(noise, width, oversample=10, random_state=random_state + 1)
+    squared = svd.s.astype(np.float64) ** 2
+    noise_squared = twin.s.astype(np.float64) ** 2
+    # Beyond the top ``width`` directions both hold noise only: the ratio of their energies is
+    # the noise level relative to Poisson counts (the gain).
+    tail = scaled.squared_norm() - float(squared.sum())
+    noise_tail = noise.squared_norm() - float(noise_squared.sum())
+    gain = tail / noise_tail if width < min(n, p) and noise_tail > 0 and tail > 0 else 1.0
+    return NoiseSpectrum(squared[:rank], float(noise_squared[0]), float(gain))
+
+
+def _inverse_sqrt(values: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(values, dtype=np.float64)
+    positive = values > 0
+    out[positive] = 1 / np.sqrt(values[positive])
+    return out
+
+
+def _signs(entropy: int, index: int, shape: tuple[int, int]) -> np.ndarray:
+    """Random ±1 of one chunk, the same in every pass."""
+    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(index,)))
+    return (2 * rng.integers(0, 2, size=shape, dtype=np.int8) - 1).astype(DTYPE)
+
+
+# -- level 2: image quality -----------------------------------------------------------------------
+def iqa_evidence(
+    raw: np.ndarray, models: Mapping[int, np.ndarray], *, pixel_mask: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """IQA of every reconstruction against the raw patterns, and of neighbouring k.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        (m, H, W) raw patterns of a sample of probes.
+    models : mapping of int to numpy.ndarray
+        Per k, the (m, H, W) reconstructions of the same probes.
+    pixel_mask : numpy.ndarray, optional
+        (H, W) bool, True = excluded: set to zero in every image before comparison.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Per k (ascending): the mean over the sample of ``psnr``, ``ssim``, ``gmsd``, ``mdsi``
+        (raw vs model; ``data_range`` = the sample's maximum raw count), ``next_ssim`` and
+        ``next_psnr`` (model at k vs model at the next k; NaN for the last), and
+        ``residual_nsd_ratio`` (NSD of raw − model over the Poisson noise level
+        ``sqrt(mean(model))`` of the pattern; about 1 once the residual is noise).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> truth = np.zeros((8, 16, 16))
+    >>> truth[:, 6:10, 6:10] = 50.0
+    >>> raw = rng.poisson(truth + 1.0).astype(float)
+    >>> table = iqa_evidence(raw, {1: np.ones_like(raw), 2: truth + 1.0})
+    >>> bool(table["ssim"][1] > table["ssim"][0]), round(float(table["residual_nsd_ratio"][1]))
+    (True, 1)
+    """
+    ks = sorted(models)
+    raw = np.array(raw, dtype=np.float64)
+    keep = None if pixel_mask is None else ~np.asarray(pixel_mask, dtype=bool)
+    if keep is not None:
+        raw = raw * keep
+    if not np.isfinite(raw).all():
+        raise ValueError("raw patterns contain NaN or infinite values")
+    data_range = float(raw.max())
+    if not data_range > 0:
+        raise ValueError("the sampled raw patterns are all zero: nothing to compare")
+    out = {name: np.full(len(ks), np.nan) for name in FIDELITY_METRICS}
+    out |= {name: np.full(len(ks), np.nan) for name in ("next_ssim", "next_psnr")}
+    out["residual_nsd_ratio"] = np.full(len(ks), np.nan)
+    previous = None
+    for i, k in enumerate(ks):
+        model = np.array(models[k], dtype=np.float64)
+        if model.shape != raw.shape:
+            raise ValueError(f"model at k={k} has shape {model.shape}, raw {raw.shape}")
+        if keep is not None:
+            model = model * keep
+        for name in FIDELITY_METRICS:
+            out[name][i] = float(np.mean(iqa.batch(name, raw, model, data_range=data_range)))
+        level = np.sqrt(np.maximum(model.mean(axis=(1, 2)), np.finfo(float).tiny))
+        nsd = iqa.batch("nsd", model, raw, data_range=data_range)  # std of raw − model
+        out["residual_nsd_ratio"][i] = float(np.mean(nsd / level))
+        if previous is not None:
+            out["next_ssim"][i - 1] = float(
+                np.mean(iqa.batch("ssim", previous, model, data_range=data_range))
+            )
+            out["next_psnr"][i - 1] = float(
+                np.mean(iqa.batch("psnr", previous, model, data_range=data_range))
+            )
+        previous = model
+    return out
+
+
+def restart_agreement(loss: np.ndarray, best_loss: np.ndarray) -> np.ndarray:
+    """(n_k,) share of restarts whose MSE is within :data:`AGREEMENT_RTOL` of the best."""
+    loss = np.asarray(loss, dtype=float)
+    best = np.asarray(best_loss, dtype=float)[:, None]
+    return np.mean(loss <= best * (1 + AGREEMENT_RTOL), axis=1)
+
+
+# -- the decision ---------------------------------------------------------------------------------
+@dataclass
+class Decision:
+    """What :func:`decide` concludes: the k, the level-1 elbow, and why."""
+
+    k: int
+    elbow_k: int
+    method: str
+    reason: str
+    suggested_range: tuple[int, int] | None = None
+
+
+def decide(
+    k_values: Sequence[int],
+    best_loss: Sequence[float],
+    *,
+    method: str = "noise",
+    spectrum: NoiseSpectrum | None = None,
+    fidelity: Mapping[str, np.ndarray] | None = None,
+    margin: float = EDGE_MARGIN,
+) -> Decision:
+    """Pick k from the evidence.
+
+    Parameters
+    ----------
+    k_values, best_loss
+        The sweep's k values (at least 3, ascending) and minimum MSE per k.
+    method : {"noise", "elbow", "iqa"}
+        ``"noise"``: the number of components above the noise edge (needs ``spectrum``).
+        ``"elbow"``: level 1 alone.  ``"iqa"``: the smallest k after which SSIM between raw
+        and reconstructed rises by less than :data:`IQA_FLAT` of its whole rise (needs
+        ``fidelity`` from :func:`iqa_evidence`).
+    margin
+        Factor by which a component must clear the noise edge.
+
+    Returns
+    -------
+    Decision
+        ``suggested_range`` is set when the sweep does not bracket the answer.
+
+    Examples
+    --------
+    >>> spectrum = NoiseSpectrum(np.array([90.0, 12.0, 3.0, 1.02, 1.0]), 1.0, 1.0)
+    >>> d = decide([2, 3, 4, 5, 6], [5.0, 2.0, 1.1, 1.05, 1.0], spectrum=spectrum)
+    >>> d.k, d.elbow_k
+    (3, 4)
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    ks = [int(k) for k in k_values]
+    if len(ks) < 3:
+        raise ValueError(
+            f"deciding k needs a sweep over at least 3 values of k, got {ks}: "
+            "run nmf_sweep over a range such as range(1, 10)"
+        )
+    best = np.asarray(best_loss, dtype=float)
+    if not np.isfinite(best).all():
+        raise ValueError("the sweep's best loss contains NaN or infinite values")
+    elbow = elbow_k(ks, best)
+    if method == "elbow":
+        return Decision(
+            elbow, elbow, method, f"k = {elbow}: the elbow of the minimum-MSE curve (level 1)."
+        )
+    if method == "iqa":
+        return _decide_iqa(ks, elbow, fidelity)
+    if spectrum is None:
+        raise ValueError("method='noise' needs the noise spectrum")
+    wanted = spectrum.n_components(margin)
+    k = int(np.clip(wanted, ks[0], ks[-1]))
+    ratio = spectrum.ratio
+    reason = (
+        f"k = {k}: {wanted} components of the Poisson-scaled data rise above the noise edge "
+        f"(the {_ordinal(wanted)} at {ratio[wanted - 1]:.2f}× the edge"
+        if wanted >= 1
+        else f"k = {k}: no component rises above the noise edge ("
+    )
+    if wanted < spectrum.ratio.size:
+        reason += f", the next at {ratio[wanted]:.2f}×, noise"
+    reason += f"; margin {margin:g}×); the level-1 elbow is at k = {elbow}."
+    suggested = None
+    if wanted > ks[-1] or (wanted < ks[0] and ks[0] > 1):
+        suggested = (max(1, min(ks[0], wanted - 2)), max(ks[-1], wanted + 2))
+        reason += (
+            f" The sweep (k = {ks[0]}..{ks[-1]}) does not bracket {wanted}: sweep "
+            f"k = {suggested[0]}..{suggested[1]}."
+        )
+    return Decision(k, elbow, method, reason, suggested)
+
+
+def _decide_iqa(ks: list[int], elbow: int, fidelity) -> Decision:
+    if fidelity is None:
+        raise ValueError("method='iqa' needs the IQA evidence")
+    ssim = np.asarray(fidelity["ssim"], dtype=float)
+    if not np.isfinite(ssim).all():
+        raise ValueError("the SSIM evidence contains NaN: cannot decide from IQA")
+    rise = float(ssim.max() - ssim[0])
+    steps = np.diff(ssim)
+    flat = np.flatnonzero(steps < IQA_FLAT * rise) if rise > 0 else np.array([0])
+    index = int(flat[0]) if flat.size else len(ks) - 1
+    k = ks[index]
+    reason = (
+        f"k = {k}: SSIM between raw and reconstructed patterns rises by less than "
+        f"{IQA_FLAT:.0%} of its whole rise from k = {k} on; the level-1 elbow is at k = {elbow}."
+    )
+    return Decision(k, elbow, "iqa", reason)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+# -- everything at once, for the signal method ----------------------------------------------------
+def evaluate(
+    data,
+    *,
+    k_values: Sequence[int],
+    loss: np.ndarray,
+    best_loss: np.ndarray,
+    factors: Mapping[int, np.ndarray],
+    loadings: Mapping[int, np.ndarray],
+    pattern_shape: tuple[int, int],
+    row_mask: np.ndarray | None = None,
+    col_mask: np.ndarray | None = None,
+    negative_values: str = "raise",
+    chunk_rows: int | None = None,
+    method: str = "noise",
+    n_sample: int = 128,
+    margin: float = EDGE_MARGIN,
+    binning: int | None = None,
+    random_state: int = 0,
+) -> tuple[Decision, dict[str, np.ndarray], NoiseSpectrum]:
+    """Gather the evidence of every level for a sweep and decide.
+
+    Parameters
+    ----------
+    data
+        The (n_probe, n_pixel) numpy or dask matrix the sweep was fitted to.
+    k_values, loss, best_loss
+        The sweep's k values, (n_k, n_restarts) MSE of every restart, (n_k,) minimum.
+    factors, loadings
+        Per k, the kept fit in full space: (k, n_pixel) and (n_probe, k).
+    pattern_shape
+        (H, W) of one pattern.
+    row_mask, col_mask, negative_values, chunk_rows
+        As the sweep used them.
+    method, margin
+        See :func:`decide`.
+    n_sample
+        Probes (seeded sample) on which the IQA metrics are computed.
+    binning
+        Bin side for the noise spectrum (default: patterns binned to about
+        :data:`BINNED_SIDE` pixels a side).
+    random_state
+        Seed of the sample and of the noise spectrum.
+
+    Returns
+    -------
+    decision : Decision
+    table : dict of str to numpy.ndarray
+        Per k: ``best_mse``, ``mean_mse``, ``restart_agreement``, ``noise_ratio`` (the k-th
+        component's squared singular value over the noise edge) and :func:`iqa_evidence`.
+    spectrum : NoiseSpectrum
+    """
+    from .nmf.operators import DenseOperator
+
+    ks = [int(k) for k in k_values]
+    if len(ks) < 3:
+        raise ValueError(
+            f"deciding k needs a sweep over at least 3 values of k, got {ks}: "
+            "run nmf_sweep over a range such as range(1, 10)"
+        )
+    if not isinstance(n_sample, (int, np.integer)) or n_sample < 1:
+        raise ValueError(f"n_sample must be an integer ≥ 1, got {n_sample!r}")
+    operator = DenseOperator(
+        data,
+        row_mask=row_mask,
+        col_mask=col_mask,
+        negative_values=negative_values,
+        chunk_rows=chunk_rows,
+    )
+    rank = min(ks[-1] + 2, *operator.shape)
+    if binning is None:
+        binning = max(1, min(pattern_shape) // BINNED_SIDE)
+    spectrum = poisson_noise_spectrum(
+        operator, rank, pattern_shape=pattern_shape, binning=binning, random_state=random_state
+    )
+
+    kept = np.flatnonzero(operator.row_keep)
+    rng = np.random.default_rng(random_state)
+    sample = np.sort(rng.choice(kept, size=min(n_sample, kept.size), replace=False))
+    raw = data[sample]
+    raw = np.asarray(raw.compute() if hasattr(raw, "compute") else raw, dtype=np.float64)
+    if negative_values == "clip":
+        raw = np.maximum(raw, 0)
+    shape = (sample.size, *pattern_shape)
+    models = {k: (loadings[k][sample].astype(np.float64) @ factors[k]).reshape(shape) for k in ks}
+    pixel_mask = None if col_mask is None else np.asarray(col_mask).reshape(pattern_shape)
+    table = {
+        "best_mse": np.asarray(best_loss, dtype=float),
+        "mean_mse": np.asarray(loss, dtype=float).mean(axis=1),
+        "restart_agreement": restart_agreement(loss, best_loss),
+        "noise_ratio": np.array(
+            [spectrum.ratio[k - 1] if k <= spectrum.ratio.size else np.nan for k in ks]
+        ),
+    }
+    table |= iqa_evidence(raw.reshape(shape), models, pixel_mask=pixel_mask)
+    decision = decide(
+        ks, best_loss, method=method, spectrum=spectrum, fidelity=table, margin=margin
+    )
+    return decision, table, spectrum
