@@ -1,15 +1,17 @@
 """The ``nmfdecide`` command: NMF sweeps of 4D-STEM scans from the shell, with an HTML report.
 
 ``nmfdecide demo`` runs on a simulated scan whose answer is known; ``nmfdecide analyze FILE``
-runs on any 4D-STEM file HyperSpy reads.  Both write ``index.html``, its figures and a
-``summary.json`` into the output directory; ``analyze`` also saves the sweep (``sweep.npz``,
-read back with ``NMFSweep.load``).
+runs on any 4D-STEM file HyperSpy reads.  Both run the sweep, decide the number of components
+(``decide_k``) and draw the phase maps at that k (``phase_maps``), then write ``index.html``, its
+figures and a ``summary.json`` into the output directory; ``analyze`` also saves the sweep
+(``sweep.npz``, read back with ``NMFSweep.load``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 import traceback
@@ -26,12 +28,18 @@ DEMO_SIZES = {
     "small": ((32, 32), 64),
     "full": ((64, 64), 64),
 }
+#: Brackets the true k of every demo scan (3 crystals + background: k = 4); deciding k needs at
+#: least 3 values of k.
 DEMO_K = "2:8"
 DEMO_RESTARTS = 20
 #: Direct-beam mask radius of the demo, in pixels of a 64-pixel pattern.
 DEMO_BEAM_RADIUS = 5.0
 ANALYZE_K = "2:15"
 ANALYZE_RESTARTS = 20
+#: Deciding k (level 1 elbow, level 2 noise edge) needs a sweep over at least this many k.
+MIN_DECIDE_K = 3
+#: ``--method`` choices, as ``decide_k`` takes them.
+DECIDE_METHODS = ("noise", "elbow", "iqa")
 
 
 class CommandError(Exception):
@@ -118,6 +126,32 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _threshold(text: str) -> str | float:
+    """``--threshold``: "otsu", "otsu-level" or a fraction in (0, 1).
+
+    Examples
+    --------
+    >>> _threshold("otsu"), _threshold("Otsu-Level"), _threshold("0.25")
+    ('otsu', 'otsu-level', 0.25)
+    >>> _threshold("1.5")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: '1.5' is not a threshold: use otsu, otsu-level or a number in (0, 1)
+    """
+    name = text.strip().lower()
+    if name in ("otsu", "otsu-level"):
+        return name
+    try:
+        value = float(name)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a threshold: use otsu, otsu-level or a number in (0, 1)"
+        )
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -192,6 +226,30 @@ def _add_sweep_options(
         help="work on the data chunk by chunk from disk instead of loading it into memory "
         "(for scans larger than the memory)",
     )
+    decide = parser.add_argument_group("number of components and phase maps")
+    decide.add_argument(
+        "--method",
+        choices=DECIDE_METHODS,
+        default="noise",
+        help="how k is decided after the sweep (needs at least 3 values of --k): noise "
+        "(default): the components of the Poisson-scaled data above the edge of pure noise; "
+        "elbow: the elbow of the minimum-MSE curve; iqa: where SSIM between raw and "
+        "reconstructed patterns stops rising (Cao et al.)",
+    )
+    decide.add_argument(
+        "--threshold",
+        type=_threshold,
+        default="otsu",
+        metavar="T",
+        help="how each loading map becomes the mask of its component for the phase maps: "
+        "otsu (default: Otsu's classes with a presence level), otsu-level (Otsu's level as "
+        "it is) or a fraction in (0, 1) of each map's maximum",
+    )
+    decide.add_argument(
+        "--no-phases",
+        action="store_true",
+        help="decide k but skip the phase maps",
+    )
     out_group = parser.add_argument_group("output")
     out_group.add_argument(
         "--out",
@@ -235,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Find how many distinct diffraction components (phases, orientations) a "
         "4D-STEM scan holds: non-negative matrix factorisation (NMF) of every diffraction "
-        "pattern for a range of component numbers k, many random restarts each, with an HTML "
-        "report of the error vs k, the component patterns and their maps.",
+        "pattern for a range of component numbers k, many random restarts each, then the "
+        "decision of k and phase maps at that k, with an HTML report of the error vs k, the "
+        "evidence for k, the component patterns, their maps and the phase maps.",
         epilog=f"Run '{PROG} COMMAND --help' for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -246,8 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run on a simulated scan whose answer is known",
         description="Simulate a 4D-STEM scan of overlapping crystals (seeded, so always the "
-        "same), run the NMF sweep on it and write a report that also shows the true answer "
-        "(number of crystals, their patterns and where they are) for comparison.",
+        "same), run the NMF sweep on it, decide k, draw the phase maps and write a report that "
+        "also shows the true answer (number of crystals, their patterns and where they are) "
+        "for comparison.",
     )
     demo.add_argument(
         "--size",
@@ -273,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run on a 4D-STEM file (any format HyperSpy reads)",
         description="Read a 4D-STEM scan (a 2-D scan of 2-D diffraction patterns, any file "
         "format HyperSpy/RosettaSciIO reads: .hspy, .zspy, .blo, .mib, .dm4, ...), run the NMF "
-        "sweep, write the report and save the sweep as sweep.npz next to it.",
+        "sweep, decide k, draw the phase maps, write the report and save the sweep as "
+        "sweep.npz next to it.",
     )
     analyze.add_argument("file", type=Path, metavar="FILE", help="the 4D-STEM data file")
     analyze.add_argument(
@@ -336,6 +397,87 @@ def _print_table(sweep) -> None:
         )
 
 
+def _decide_and_map(report, signal, sweep, args) -> tuple:
+    """``decide_k`` and ``phase_maps`` at the decided k, their report sections and timings.
+
+    Returns
+    -------
+    tuple
+        (KDecision or None, PhaseMaps or None): None for what was skipped (fewer than
+        :data:`MIN_DECIDE_K` values of k, or ``--no-phases``); a note says so in the report.
+    """
+    from .report import decision_section, phase_section
+
+    timings = report.summary.setdefault("timings", {})
+    skipped = {}
+    k_values = [int(k) for k in sweep.k_values]
+    if len(k_values) < MIN_DECIDE_K:
+        note = (
+            f"Number of components not decided and no phase maps drawn: deciding k needs a "
+            f"sweep over at least {MIN_DECIDE_K} values of k, but --k gave {k_values}. Run "
+            f"again with a range such as --k {max(1, k_values[0] - 1)}:{k_values[-1] + 2}."
+        )
+        report.add_section("Number of components", text=note)
+        report.summary["skipped"] = {"decision": note, "phase_maps": note}
+        print(f"{PROG}: note: {note}", file=sys.stderr)
+        return None, None
+
+    _logger.info("Deciding k (method %s)", args.method)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=r".*does not bracket", category=UserWarning)
+        decision = signal.decide_k(
+            sweep, method=args.method, random_state=args.seed, show_progressbar=not args.quiet
+        )
+    timings["decide_k"] = time.perf_counter() - start
+    note = None
+    for warning in caught:
+        message = str(warning.message)
+        if issubclass(warning.category, UserWarning) and "does not bracket" in message:
+            note = message
+            print(f"{PROG}: warning: {note}", file=sys.stderr)
+        else:  # not ours to handle: shown as it would have been
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    decision_section(report, decision, note=note)
+
+    pm = None
+    if args.no_phases:
+        skipped["phase_maps"] = "--no-phases"
+    else:
+        _logger.info("Phase maps at k = %d (threshold %s)", decision.k, args.threshold)
+        start = time.perf_counter()
+        pm = signal.phase_maps(
+            decision.k, threshold=args.threshold, sweep=sweep, show_progressbar=not args.quiet
+        )
+        timings["phase_maps"] = time.perf_counter() - start
+        phase_section(report, pm)
+    if skipped:
+        report.summary["skipped"] = skipped
+    return decision, pm
+
+
+def _decide_time(report) -> float:
+    """Seconds spent in ``decide_k`` and ``phase_maps`` (timed on their own)."""
+    timings = report.summary.get("timings", {})
+    return sum(timings.get(name, 0.0) for name in ("decide_k", "phase_maps"))
+
+
+def _print_decision(decision, pm) -> None:
+    if decision is None:
+        return
+    print(f"Decision ({decision.method}): {decision.reason}")
+    if pm is not None:
+        n_overlaps = sum(len(members) > 1 for members in pm.legend.values())
+        background = "none" if pm.background_index is None else f"C{pm.background_index}"
+        print(
+            f"Phase maps at k = {pm.k}: {pm.n_phases} phases ({n_overlaps} "
+            f"overlap{'' if n_overlaps == 1 else 's'}), "
+            f"background {background}."
+        )
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .data import simulated_scan
     from .report import Report, sweep_section
@@ -362,19 +504,31 @@ def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     report = Report(args.out, f"nmfdecide demo: NMF sweep of a simulated scan ({args.size})")
     sweep_section(report, signal, sweep, show_k=args.show_k, timings={"sweep": t_sweep})
-    _truth_section(report, scan)
+    decision, pm = _decide_and_map(report, signal, sweep, args)
+    _truth_section(report, scan, decision=decision, pm=pm)
     report.summary["timings"]["simulation"] = t_simulate
     report.summary["command"] = _command_summary(args)
-    report.summary["timings"]["report"] = time.perf_counter() - start
+    report.summary["timings"]["report"] = time.perf_counter() - start - _decide_time(report)
     path = report.write()
     _print_table(sweep)
-    print(f"True number of components: {scan.true_k} ({', '.join(scan.source_names)})")
+    _print_decision(decision, pm)
+    truth = report.summary["ground_truth"]
+    line = f"True number of components: {scan.true_k} ({', '.join(scan.source_names)})"
+    if decision is not None:
+        line += f"; decided k = {decision.k}"
+    if pm is not None:
+        line += f"; phase-map ARI vs the true labels {truth['phase_map_ari']:.3f}"
+    print(line)
     print(f"NMF sweep took {t_sweep:.1f} s. Report: {path.resolve()}")
     return 0
 
 
-def _truth_section(report, scan) -> None:
-    """The simulation's ground truth: true k, the true patterns, their weights and labels."""
+def _truth_section(report, scan, *, decision=None, pm=None) -> None:
+    """The simulation's ground truth: true k, the true patterns, their weights and labels.
+
+    With the decision and the phase maps: the decided k against the true k, and the adjusted
+    Rand index (ARI) of the phase labels against the true labels.
+    """
     import hyperspy.api as hs
     import matplotlib.pyplot as plt
     import numpy as np
@@ -451,6 +605,26 @@ def _truth_section(report, scan) -> None:
         for key in ("layout", "dose", "background", "direct_beam", "beam_offset", "spot_sigma")
         if key in params
     )
+    comparison = []
+    extra: dict = {}
+    if decision is not None:
+        verdict = "right" if int(decision.k) == int(scan.true_k) else "wrong"
+        comparison.append(
+            f"Decided k = {decision.k} ({decision.method}) against the true k = {scan.true_k}: "
+            f"{verdict}."
+        )
+        extra["decided_k"] = int(decision.k)
+        extra["decided_k_correct"] = int(decision.k) == int(scan.true_k)
+    if pm is not None:
+        from sklearn.metrics import adjusted_rand_score
+
+        ari = float(adjusted_rand_score(labels.ravel(), np.asarray(pm.label_array).ravel()))
+        comparison.append(
+            f"Phase labels at k = {pm.k} against the true labels: adjusted Rand index (ARI) "
+            f"{ari:.3f} (1 = the same partition of the probes up to the names of the labels, "
+            "0 = no better than chance)."
+        )
+        extra["phase_map_ari"] = ari
     report.add_section(
         "Ground truth of the simulation",
         text=(
@@ -458,6 +632,7 @@ def _truth_section(report, scan) -> None:
             f"true number of components is k = {scan.true_k}: a good sweep shows the elbow of "
             "the MSE there, and factors that match these patterns. The background source holds "
             "the direct beam and the diffuse scattering shared by every probe.",
+            *comparison,
             f"Simulation settings: {settings}; all of them are in summary.json.",
         ),
         figures=figures,
@@ -465,6 +640,7 @@ def _truth_section(report, scan) -> None:
     )
     report.summary["ground_truth"] = {
         "true_k": int(scan.true_k),
+        **extra,
         "source_names": names,
         "label_sets": {str(k): list(v) for k, v in scan.label_sets.items()},
         "params": params,
@@ -509,12 +685,14 @@ def _analyze(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     report = Report(args.out, f"NMF sweep of {path.name}")
     sweep_section(report, signal, sweep, show_k=args.show_k, timings={"sweep": t_sweep})
+    decision, pm = _decide_and_map(report, signal, sweep, args)
     report.summary["timings"]["load"] = t_load
     report.summary["command"] = _command_summary(args)
     report.summary["files"] = {"data": str(path.resolve()), "sweep": sweep_path.name}
-    report.summary["timings"]["report"] = time.perf_counter() - start
+    report.summary["timings"]["report"] = time.perf_counter() - start - _decide_time(report)
     html_path = report.write()
     _print_table(sweep)
+    _print_decision(decision, pm)
     print(f"NMF sweep took {t_sweep:.1f} s. Sweep saved to {sweep_path.resolve()}")
     print(f"Report: {html_path.resolve()}")
     return 0

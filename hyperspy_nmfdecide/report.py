@@ -3,7 +3,8 @@
 :class:`Report` is a small builder: each capability adds sections (a text, figures, a table) and
 JSON-ready entries to :attr:`Report.summary`; :meth:`Report.write` renders everything.
 :func:`sweep_section` adds what an NMF sweep shows (the data, the MSE-vs-k plot and table, the
-parameters and the factors with their loading maps per k).
+parameters and the factors with their loading maps per k), :func:`decision_section` the decision
+of k and its evidence, :func:`phase_section` the phase maps.
 
 Examples
 --------
@@ -584,6 +585,253 @@ def _parameter_table(sweep, k_values: list[int], timings: Mapping[str, float]) -
     ]
     rows += [(f"wall time: {name}", f"{seconds:.1f} s", "") for name, seconds in timings.items()]
     return [{"parameter": a, "value": b, "meaning": c} for a, b, c in rows]
+
+
+# -- the decision of k ---------------------------------------------------------------------------
+#: Column headings of the decision table, from the names of ``KDecision.table``.
+_DECISION_COLUMNS = {
+    "k": "k",
+    "best_mse": "best MSE",
+    "mean_mse": "mean MSE",
+    "restart_agreement": "restarts at the minimum",
+    "noise_ratio": "noise ratio",
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "gmsd": "GMSD",
+    "mdsi": "MDSI",
+    "next_ssim": "SSIM k vs k+1",
+    "next_psnr": "PSNR k vs k+1 (dB)",
+    "residual_nsd_ratio": "residual NSD / Poisson",
+}
+
+_METHOD_TEXT = {
+    "noise": "the number of components of the Poisson-scaled data above the noise edge",
+    "elbow": "the elbow of the minimum-MSE curve (level 1 alone)",
+    "iqa": "where SSIM between raw and reconstructed patterns stops rising",
+}
+
+
+def decision_section(report: Report, decision, *, note: str | None = None) -> None:
+    """Add the decision of k: the answer and its reason, the evidence plot and a table per k.
+
+    Section added: "Number of components" (Cao et al.'s two levels: the elbow of the MSE, and
+    where extra components start fitting noise), with ``decision.plot()`` and one row per k.
+
+    Parameters
+    ----------
+    report : Report
+        The report to extend.
+    decision : KDecision
+        The result of ``signal.decide_k()``.
+    note : str, optional
+        A warning to show (e.g. the one ``decide_k`` gives when the sweep does not bracket the
+        decision); by default a note is written when ``decision.suggested_range`` is set.
+
+    Notes
+    -----
+    ``report.summary["decision"]`` gets ``decision.summary()`` plus the figure file name.
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.data import simulated_scan
+    >>> s = simulated_scan(nav_shape=(8, 8), pattern_size=16, n_crystals=1, dose=5000,
+    ...                    random_state=0).signal
+    >>> _ = s.nmf_sweep(range(1, 4), n_restarts=2, random_state=0, show_progressbar=False)
+    >>> report = Report("report_dir", "Decision")
+    >>> decision_section(report, s.decide_k(n_sample=16, show_progressbar=False))
+    >>> report.summary["decision"]["k"] == s.get_k_decision().k
+    True
+    """
+    k = int(decision.k)
+    paragraphs = [
+        f"Decision: k = {k} ({decision.method}: {_METHOD_TEXT.get(decision.method, '')}). "
+        f"The elbow of the minimum-MSE curve (level 1) is at k = {int(decision.elbow_k)}.",
+        f"Why: {decision.reason}",
+        "How it is decided (Cao et al.'s global plan). Level 1: the elbow of the minimum MSE "
+        "against k (top left). Level 2: where extra components start fitting noise. Each "
+        "pixel is scaled for its Poisson noise and the squared singular values of the scan are "
+        "compared with the largest one of pure noise at the data's own level (top right: the "
+        "noise ratio; a component counts when it clears the dashed margin). Beside them: image "
+        "quality of the reconstruction against the raw patterns, and of the reconstruction at "
+        "k against k + 1, on a sample of probes (bottom left; SSIM near 1 is a close match), "
+        "the residual's spread over the Poisson noise the model predicts (about 1 once only "
+        "noise is left) and the share of random restarts that reach the minimum MSE (bottom "
+        "right).",
+    ]
+    if note is None and decision.suggested_range is not None:
+        low, high = decision.suggested_range
+        note = (
+            f"The sweep's k range does not bracket the decision: sweep k = {low}..{high} "
+            f"and decide again (k = {k} is the nearest end of the range swept)."
+        )
+    if note:
+        paragraphs.append(f"Note: {note}")
+    rows = []
+    for row in decision.table:
+        out = {  # NaN (e.g. "k vs k+1" at the last k) shows as a dash
+            _DECISION_COLUMNS.get(name, name): None
+            if isinstance(value, float) and not math.isfinite(value)
+            else value
+            for name, value in row.items()
+        }
+        marks = [m for m, kk in (("decided", k), ("elbow", decision.elbow_k)) if row["k"] == kk]
+        out["mark"] = ", ".join(marks)
+        rows.append(out)
+    section = report.add_section(
+        "Number of components",
+        text=paragraphs,
+        figures=[
+            (
+                "decision",
+                f"The evidence for k, the decision (k = {k}) marked in every panel.",
+                decision.plot(),
+            )
+        ],
+        table=rows,
+    )
+    summary = decision.summary()
+    if note:
+        summary["note"] = note
+    summary["figures"] = {"decision_plot": section.files[0]}
+    report.summary["decision"] = summary
+
+
+# -- the phase maps ------------------------------------------------------------------------------
+def phase_section(report: Report, pm) -> None:
+    """Add the phase maps: label map, legend, component tracking, raw vs reconstructed means.
+
+    Sections added: "Phase maps" (``pm.plot()`` and the legend: which components make each
+    phase), with subsections "Component tracking" (each component followed to k − 1 and
+    k + 1) and "Raw vs reconstructed" (mean raw pattern of each phase against the mean of the
+    NMF model over the same probes).
+
+    Parameters
+    ----------
+    report : Report
+        The report to extend.
+    pm : PhaseMaps
+        The result of ``signal.phase_maps()``.
+
+    Notes
+    -----
+    ``report.summary["phase_maps"]`` gets ``pm.summary()`` plus the figure file name.
+    """
+    k = int(pm.k)
+    background = pm.background_index
+    summary = pm.summary()
+    sizes = [int(n) for n in pm.phase_sizes]
+    legend_rows = []
+    for label, members in pm.legend.items():
+        legend_rows.append(
+            {
+                "phase": int(label),
+                "components": " + ".join(f"C{int(m)}" for m in members),
+                "probes": sizes[int(label) - 1] if 0 < int(label) <= len(sizes) else None,
+                "overlap": len(members) > 1,
+            }
+        )
+    legend_rows.append(
+        {
+            "phase": 0,
+            "components": "none (background only, or below every threshold)",
+            "probes": summary.get("no_phase_probes"),
+            "overlap": False,
+        }
+    )
+    background_text = (
+        f"Component C{background} is the background (the direct beam and the diffuse "
+        "scattering present at almost every probe); it is kept out of the phases."
+        if background is not None
+        else "No component was recognised as the background."
+    )
+    threshold = pm.params.get("threshold")
+    section = report.add_section(
+        "Phase maps",
+        text=(
+            f"The loading map of each of the k = {k} components was thresholded "
+            f"({threshold}) into a mask of the probes where the component is present. Every "
+            "probe is labelled by the set of components present there: one component is a "
+            "single crystal (phase, orientation), two or more an overlap, where crystals lie "
+            f"on top of each other along the beam. {background_text}",
+            f"{pm.n_phases} phases; overlaps cover "
+            f"{summary.get('overlap_fraction', 0.0):.0%} of the probes. Top: the label map "
+            "(overlaps hatched) and a colour composite of the loading maps; below, for every "
+            "phase, the mean raw pattern beside the mean of the NMF model over the same probes "
+            "(symmetric log intensity).",
+        ),
+        figures=[("phase-maps", f"Phase maps at k = {k}.", pm.plot())],
+        table=legend_rows,
+    )
+    phase_files = {"phase_maps_plot": section.files[0]}
+
+    tracking = pm.tracking
+    neighbours = [int(n) for n in tracking.get("neighbours", [])]
+    rows = []
+    for row in summary.get("components", []):
+        splits = row.get("splits_at_next")
+        merges = row.get("merges_at_prev")
+        rows.append(
+            {
+                "component": f"C{row['component']}",
+                "background": row.get("background"),
+                f"similarity at k={k - 1}": row.get("similarity_prev"),
+                f"similarity at k={k + 1}": row.get("similarity_next"),
+                "stable": row.get("stable"),
+                "splits at k+1 into": None
+                if splits is None
+                else " + ".join(f"C{int(j)}" for j in splits),
+                "merges at k−1": None
+                if merges is None
+                else f"with C{int(merges[0])} into C{int(merges[1])}",
+            }
+        )
+    overlaps = summary.get("overlaps", [])
+    held = [o for o in overlaps if o.get("holds_prev") or o.get("holds_next")]
+    if neighbours:
+        track_text = (
+            f"Each component was matched to the components of k = "
+            f"{' and '.join(map(str, neighbours))} by the cosine similarity of its pattern "
+            f"(stable: similarity ≥ {tracking.get('threshold', 0):.2g} at every neighbour). "
+            "A component that splits at k + 1 or merges at k − 1 is the sign of a k too high "
+            "or too low; a phase that is an overlap at k and still one at the neighbours is a "
+            "real overlap rather than an artefact of this k."
+        )
+        track_text += (
+            f" {len(held)} of {len(overlaps)} overlap phases hold at a neighbouring k."
+            if overlaps
+            else ""
+        )
+    else:
+        track_text = (
+            f"The sweep has neither k = {k - 1} nor k = {k + 1}: the components could not be "
+            "followed to a neighbouring k."
+        )
+    report.add_section("Component tracking", text=track_text, table=rows or None, level=3)
+
+    comparison = [
+        {
+            "phase": row.get("label"),
+            "components": " + ".join(f"C{int(m)}" for m in row.get("components", [])),
+            "probes": row.get("n_probes"),
+            "SSIM": row.get("ssim"),
+            "PSNR (dB)": row.get("psnr"),
+            "cosine": row.get("cosine"),
+        }
+        for row in pm.comparison
+    ]
+    report.add_section(
+        "Raw vs reconstructed",
+        text=(
+            "The mean raw pattern of each phase against the mean reconstructed (NMF model) "
+            "pattern over the same probes: SSIM and cosine similarity near 1 and a high PSNR "
+            "mean that the components explain the phase; a poor match points to a missing "
+            "component or a wrong threshold."
+        ),
+        table=comparison or None,
+        level=3,
+    )
+    summary["figures"] = phase_files
+    report.summary["phase_maps"] = summary
 
 
 # -- data overview -------------------------------------------------------------------------------

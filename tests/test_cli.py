@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from hyperspy_nmfdecide.cli import _parse_k, main  # noqa: E402
+from hyperspy_nmfdecide.cli import _parse_k, _threshold, main  # noqa: E402
 from hyperspy_nmfdecide.report import Report, slugify, to_jsonable  # noqa: E402
 from hyperspy_nmfdecide.results import NMFSweep  # noqa: E402
 
@@ -68,13 +68,15 @@ def scan_file(tmp_path_factory):
 # -- demo ----------------------------------------------------------------------------------------
 def test_demo_tiny_writes_report(tmp_path, capsys):
     out = tmp_path / "report"
-    argv = ["demo", "--size", "tiny", "--restarts", "2", "--k", "1:3", "--out", str(out)]
-    assert main(argv + ["--quiet", "--max-iter", "50"]) == 0
-    assert str(out.resolve() / "index.html") in capsys.readouterr().out
+    argv = ["demo", "--size", "tiny", "--restarts", "2", "--k", "2:5", "--out", str(out)]
+    assert main(argv + ["--quiet", "--max-iter", "50", "--show-k", "3,4"]) == 0
+    stdout = capsys.readouterr().out
+    assert str(out.resolve() / "index.html") in stdout
+    assert "Decision (noise): k = 4" in stdout and "decided k = 4" in stdout
     parser = _check_html(out)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["sweep"]["k"] == [1, 2, 3]
-    assert set(summary["sweep"]["figures"]["components"]) == {"1", "2", "3"}
+    assert summary["sweep"]["k"] == [2, 3, 4, 5]
+    assert set(summary["sweep"]["figures"]["components"]) == {"3", "4"}
     for name in summary["sweep"]["figures"]["components"].values():
         assert name in parser.sources
     assert summary["sweep"]["params"]["n_restarts"] == 2
@@ -86,6 +88,20 @@ def test_demo_tiny_writes_report(tmp_path, capsys):
     html = (out / "index.html").read_text()
     assert "Ground truth" in html and "Sweep parameters" in html
     assert "detector pixels excluded" in html  # the demo masks the direct beam by default
+    # The decision and the phase maps at the decided k, with their figures.
+    decision, phases = summary["decision"], summary["phase_maps"]
+    assert decision["k"] == 4 and decision["method"] == "noise" and decision["reason"]
+    assert [row["k"] for row in decision["table"]] == [2, 3, 4, 5]
+    assert phases["k"] == 4 and phases["background_index"] is not None
+    assert phases["legend"] and phases["comparison"]
+    for name in (decision["figures"]["decision_plot"], phases["figures"]["phase_maps_plot"]):
+        assert name in parser.sources and (out / name).is_file()
+    assert "Number of components" in html and "Phase maps" in html
+    assert "Component tracking" in html and "Raw vs reconstructed" in html
+    truth = summary["ground_truth"]
+    assert truth["decided_k"] == 4 and truth["decided_k_correct"] is True
+    assert 0.5 < truth["phase_map_ari"] <= 1
+    assert summary["timings"]["decide_k"] > 0 and "skipped" not in summary
 
 
 # -- analyze -------------------------------------------------------------------------------------
@@ -101,6 +117,48 @@ def test_analyze_hspy(scan_file, tmp_path, capsys):
     sweep = NMFSweep.load(out / "sweep.npz")
     np.testing.assert_allclose(sweep.best_loss, summary["sweep"]["best_mse"], rtol=1e-6)
     assert sweep.k_values.tolist() == [2, 3] and sweep.params["random_state"] == "1"
+    # Two values of k: too few to decide; the sweep report is written with a note.
+    assert "decision" not in summary and "phase_maps" not in summary
+    assert "at least 3 values of k" in summary["skipped"]["decision"]
+    assert "at least 3 values of k" in (out / "index.html").read_text()
+
+
+def test_analyze_method_elbow_and_threshold(scan_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["analyze", str(scan_file), "--k", "2:5", "--out", str(out), "--show-k", "2"]
+    assert main(argv + FAST + ["--method", "elbow", "--threshold", "0.3"]) == 0
+    assert "Decision (elbow): k = " in capsys.readouterr().out
+    _check_html(out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["decision"]["method"] == "elbow"
+    assert summary["decision"]["k"] == summary["decision"]["elbow_k"]
+    assert summary["phase_maps"]["k"] == summary["decision"]["k"]
+    assert summary["phase_maps"]["params"]["threshold"] == 0.3
+
+
+def test_analyze_no_phases(scan_file, tmp_path):
+    out = tmp_path / "out"
+    argv = ["analyze", str(scan_file), "--k", "2:5", "--out", str(out), "--show-k", "2"]
+    assert main(argv + FAST + ["--no-phases"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert "decision" in summary and "phase_maps" not in summary
+    assert summary["skipped"] == {"phase_maps": "--no-phases"}
+    titles = [s["title"] for s in summary["report"]["sections"]]
+    assert "Number of components" in titles and "Phase maps" not in titles
+
+
+def test_analyze_bracket_warning_is_a_note(scan_file, tmp_path, capsys):
+    # The true k is 4: a sweep over 1..3 does not bracket it.
+    out = tmp_path / "out"
+    argv = ["analyze", str(scan_file), "--k", "1:3", "--out", str(out), "--show-k", "1"]
+    assert main(argv + FAST + ["--no-phases"]) == 0
+    err = capsys.readouterr().err
+    assert "nmfdecide: warning: The sweep's k range (1..3) does not bracket" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["decision"]["suggested_range"] is not None
+    assert "does not bracket" in summary["decision"]["note"]
+    html = (out / "index.html").read_text()
+    assert "Note: The sweep&#x27;s k range (1..3) does not bracket" in html
 
 
 def test_analyze_beam_radius_masks_the_beam(scan_file, tmp_path):
@@ -172,11 +230,24 @@ def test_bad_k_is_an_argparse_error(bad, capsys):
     assert "argument --k" in err
 
 
+@pytest.mark.parametrize("bad", ["0", "1", "-0.2", "1.5", "nan", "otsu2", ""])
+def test_bad_threshold_is_an_argparse_error(bad, capsys):
+    assert main(["demo", "--threshold", bad]) == 2
+    assert "argument --threshold" in capsys.readouterr().err
+
+
+def test_threshold_values():
+    assert _threshold("otsu") == "otsu" and _threshold("OTSU-level") == "otsu-level"
+    assert _threshold("0.25") == 0.25
+
+
 def test_help_and_bad_choice(capsys):
     assert main(["--help"]) == 0
     assert "demo" in capsys.readouterr().out
     assert main(["demo", "--solver", "svd"]) == 2
     assert "--solver" in capsys.readouterr().err
+    assert main(["analyze", "x.hspy", "--method", "aic"]) == 2
+    assert "--method" in capsys.readouterr().err
     assert main([]) == 2
     capsys.readouterr()
     assert main(["demo", "--k", "2:4", "--show-k", "5"]) == 2  # checked before any work
