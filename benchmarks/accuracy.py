@@ -95,7 +95,7 @@ def run_scan(spec) -> dict:
         decision = s.decide_k(**quiet)
     decide_time = time.perf_counter() - start - sweep_time
     # Every method from the same evidence (decide_k computes all of it whatever the method).
-    spectrum = NoiseSpectrum(**decision.spectrum)
+    spectrum = NoiseSpectrum(**(decision.spectrum | {"shape": tuple(decision.spectrum["shape"])}))
     decided = {
         method: decide(
             decision.k_values,

@@ -11,9 +11,11 @@
     Poisson counts are their own variance estimate, so it has the variance of every entry of
     the scaled data, dark pixels and bright direct beam alike, but no structure.  The overall
     noise level (a detector gain other than 1) is read from the energy of the spectrum's tail.
-    A component counts when its squared singular value clears the edge by
-    :data:`EDGE_MARGIN`; the decision is how many do.  Non-negative sources with independent
-    maps are linearly independent, so this rank is the number of NMF components.
+    A component counts when its squared singular value clears the edge by a margin of four
+    standard deviations of the Tracy-Widom fluctuation of the largest noise eigenvalue
+    (:attr:`NoiseSpectrum.default_margin`); the decision is how many do.  Non-negative
+    sources with independent maps are linearly independent, so this rank is the number of NMF
+    components.
   - image-quality metrics (:mod:`hyperspy_nmfdecide.iqa`) between raw and reconstructed
     patterns, and between the reconstructions at k and k + 1, on a seeded sample of probes
     (:func:`iqa_evidence`); ``method="iqa"`` decides from them alone (the smallest k after
@@ -42,9 +44,12 @@ _logger = logging.getLogger(__name__)
 #: Methods of :func:`decide`.
 METHODS = ("noise", "elbow", "iqa")
 
-#: A component counts when its squared singular value exceeds the noise edge by this factor.
-#: Pure-noise components sit at 0.97-1.03 of the edge on the accuracy suite.
-EDGE_MARGIN = 1.1
+#: Smallest margin a component must clear the noise edge by, whatever the scan size (Tracy-Widom
+#: fluctuations shrink with size; the noise model is never exact).
+MIN_MARGIN = 1.03
+
+#: Standard deviations of the noise edge's fluctuation a component must clear.
+EDGE_SIGMAS = 4.0
 
 #: The noise edge is measured on patterns binned to about this many pixels a side (see
 #: :class:`_PoissonScaled`); on the accuracy suite 64-pixel patterns binned 4 × 4 found
@@ -117,15 +122,34 @@ class NoiseSpectrum:
     squared_singular_values: np.ndarray
     noise_edge: float
     gain: float
+    shape: tuple[int, int]
 
     @property
     def ratio(self) -> np.ndarray:
         """(rank,) each component's squared singular value over the noise edge."""
         return self.squared_singular_values / (self.gain * self.noise_edge)
 
-    def n_components(self, margin: float = EDGE_MARGIN) -> int:
-        """How many components clear the noise edge by ``margin``."""
-        above = self.ratio > margin
+    @property
+    def default_margin(self) -> float:
+        """``1 +`` :data:`EDGE_SIGMAS` standard deviations of the ratio of a noise component.
+
+        The largest eigenvalue of an n × p noise matrix fluctuates around the edge with the
+        Tracy-Widom law, relative standard deviation ``1.27 (n^-1/2 + p^-1/2)^(1/3) /
+        (n^1/2 + p^1/2)`` (Johnstone 2001); the data and its noise twin each fluctuate, hence
+        the factor sqrt(2).  At least :data:`MIN_MARGIN`.
+
+        Examples
+        --------
+        >>> round(NoiseSpectrum(np.ones(3), 1.0, 1.0, (1024, 256)).default_margin, 3)
+        1.068
+        """
+        n, p = (float(v) for v in self.shape)
+        relative = 1.27 * (n**-0.5 + p**-0.5) ** (1 / 3) / (n**0.5 + p**0.5)
+        return float(max(MIN_MARGIN, 1 + EDGE_SIGMAS * np.sqrt(2) * relative))
+
+    def n_components(self, margin: float | None = None) -> int:
+        """How many components clear the noise edge by ``margin`` (default: the default)."""
+        above = self.ratio > (self.default_margin if margin is None else margin)
         return int(np.argmin(above)) if not above.all() else int(above.size)
 
 
@@ -244,7 +268,7 @@ def poisson_noise_spectrum(
     tail = scaled.squared_norm() - float(squared.sum())
     noise_tail = noise.squared_norm() - float(noise_squared.sum())
     gain = tail / noise_tail if width < min(n, p) and noise_tail > 0 and tail > 0 else 1.0
-    return NoiseSpectrum(squared[:rank], float(noise_squared[0]), float(gain))
+    return NoiseSpectrum(squared[:rank], float(noise_squared[0]), float(gain), (n, p))
 
 
 def _inverse_sqrt(values: np.ndarray) -> np.ndarray:
@@ -347,6 +371,7 @@ class Decision:
     method: str
     reason: str
     suggested_range: tuple[int, int] | None = None
+    margin: float | None = None
 
 
 def decide(
@@ -356,7 +381,7 @@ def decide(
     method: str = "noise",
     spectrum: NoiseSpectrum | None = None,
     fidelity: Mapping[str, np.ndarray] | None = None,
-    margin: float = EDGE_MARGIN,
+    margin: float | None = None,
 ) -> Decision:
     """Pick k from the evidence.
 
@@ -370,7 +395,8 @@ def decide(
         and reconstructed rises by less than :data:`IQA_FLAT` of its whole rise (needs
         ``fidelity`` from :func:`iqa_evidence`).
     margin
-        Factor by which a component must clear the noise edge.
+        Factor by which a component must clear the noise edge (default:
+        :attr:`NoiseSpectrum.default_margin`).
 
     Returns
     -------
@@ -379,7 +405,7 @@ def decide(
 
     Examples
     --------
-    >>> spectrum = NoiseSpectrum(np.array([90.0, 12.0, 3.0, 1.02, 1.0]), 1.0, 1.0)
+    >>> spectrum = NoiseSpectrum(np.array([90.0, 12.0, 3.0, 1.02, 1.0]), 1.0, 1.0, (900, 400))
     >>> d = decide([2, 3, 4, 5, 6], [5.0, 2.0, 1.1, 1.05, 1.0], spectrum=spectrum)
     >>> d.k, d.elbow_k
     (3, 4)
@@ -404,6 +430,7 @@ def decide(
         return _decide_iqa(ks, elbow, fidelity)
     if spectrum is None:
         raise ValueError("method='noise' needs the noise spectrum")
+    margin = spectrum.default_margin if margin is None else margin
     wanted = spectrum.n_components(margin)
     k = int(np.clip(wanted, ks[0], ks[-1]))
     ratio = spectrum.ratio
@@ -415,7 +442,7 @@ def decide(
     )
     if wanted < spectrum.ratio.size:
         reason += f", the next at {ratio[wanted]:.2f}×, noise"
-    reason += f"; margin {margin:g}×); the level-1 elbow is at k = {elbow}."
+    reason += f"; margin {margin:.3g}×); the level-1 elbow is at k = {elbow}."
     suggested = None
     if wanted > ks[-1] or (wanted < ks[0] and ks[0] > 1):
         suggested = (max(1, min(ks[0], wanted - 2)), max(ks[-1], wanted + 2))
@@ -423,7 +450,7 @@ def decide(
             f" The sweep (k = {ks[0]}..{ks[-1]}) does not bracket {wanted}: sweep "
             f"k = {suggested[0]}..{suggested[1]}."
         )
-    return Decision(k, elbow, method, reason, suggested)
+    return Decision(k, elbow, method, reason, suggested, margin)
 
 
 def _decide_iqa(ks: list[int], elbow: int, fidelity) -> Decision:
@@ -465,7 +492,7 @@ def evaluate(
     chunk_rows: int | None = None,
     method: str = "noise",
     n_sample: int = 128,
-    margin: float = EDGE_MARGIN,
+    margin: float | None = None,
     binning: int | None = None,
     random_state: int = 0,
 ) -> tuple[Decision, dict[str, np.ndarray], NoiseSpectrum]:

@@ -92,8 +92,6 @@ def plot_decision(decision, fig=None):
     """
     import matplotlib.pyplot as plt
 
-    from .decide import EDGE_MARGIN
-
     if fig is None:
         fig = plt.figure(figsize=(9.0, 6.5), layout="constrained")
     axes = fig.subplots(2, 2, sharex=True)
@@ -111,7 +109,7 @@ def plot_decision(decision, fig=None):
     ratio = decision.noise_ratio
     ranks = np.arange(1, ratio.size + 1)
     noise_ax.plot(ranks, ratio, "-o", ms=3, color="black", label="component / noise edge")
-    margin = decision.params.get("margin", EDGE_MARGIN)
+    margin = decision.params["margin"]
     noise_ax.axhline(margin, color="tab:gray", ls="--", label=f"margin {margin:g}×")
     noise_ax.set_yscale("log")
     noise_ax.set_ylabel("σ² / noise edge")

@@ -360,7 +360,8 @@ class KDecision:
     columns : dict of str to numpy.ndarray
         Every metric per k (see :attr:`table`).
     spectrum : dict
-        ``squared_singular_values``, ``noise_edge``, ``gain`` of the Poisson-scaled data.
+        ``squared_singular_values``, ``noise_edge``, ``gain`` and ``shape`` (rows, binned
+        pixels) of the Poisson-scaled data.
     suggested_range : tuple of int or None
         Set when the sweep's k range does not bracket the decision.
     params : dict
@@ -422,6 +423,7 @@ class KDecision:
             "squared_singular_values": np.asarray(self.spectrum["squared_singular_values"]),
             "noise_edge": float(self.spectrum["noise_edge"]),
             "gain": float(self.spectrum["gain"]),
+            "spectrum_shape": np.asarray(self.spectrum["shape"]),
             "params_json": json.dumps(self.params),
         }
         if self.suggested_range is not None:
@@ -447,6 +449,7 @@ class KDecision:
                 "squared_singular_values": np.asarray(d["squared_singular_values"]),
                 "noise_edge": float(d["noise_edge"]),
                 "gain": float(d["gain"]),
+                "shape": [int(v) for v in np.asarray(d["spectrum_shape"])],
             },
             suggested_range=None if suggested is None else tuple(int(v) for v in suggested),
             params=json.loads(str(d["params_json"])),

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 from pyxem.signals import ElectronDiffraction2D, LazyElectronDiffraction2D
 
-from .decide import EDGE_MARGIN, METHODS, evaluate
+from .decide import METHODS, evaluate
 from .nmf.sweep import run_sweep
 from .phasemaps import METADATA_PHASE_MAPS, PhaseMaps, compute_phase_maps
 from .results import METADATA_DECISION, METADATA_SWEEP, KDecision, NMFSweep
@@ -183,7 +183,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         *,
         method: str = "noise",
         n_sample: int = 128,
-        margin: float = EDGE_MARGIN,
+        margin: float | None = None,
         binning: int | None = None,
         random_state: int = 0,
         show_progressbar: bool | None = None,
@@ -207,8 +207,10 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             What decides; the evidence of every level is computed in any case.
         n_sample : int
             Probes (a seeded sample) on which the IQA metrics are computed.
-        margin : float
-            Factor by which a component must clear the noise edge (``method="noise"``).
+        margin : float, optional
+            Factor by which a component must clear the noise edge (``method="noise"``);
+            default four standard deviations of the edge's Tracy-Widom fluctuation for this
+            scan size (about 1.07 for 32 × 32 probes), at least 1.03.
         binning : int, optional
             Bin side of the patterns for the noise spectrum (default: binned to about 16
             pixels a side; spots span several pixels, so binning lifts weak components out of
@@ -242,7 +244,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if not margin > 1:
+        if margin is not None and not margin > 1:
             raise ValueError(f"margin must be > 1, got {margin!r}")
         sweep = self.get_nmf_sweep() if sweep is None else sweep
         if not isinstance(sweep, NMFSweep):
@@ -295,11 +297,12 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 "squared_singular_values": spectrum.squared_singular_values,
                 "noise_edge": spectrum.noise_edge,
                 "gain": spectrum.gain,
+                "shape": list(spectrum.shape),
             },
             suggested_range=decision.suggested_range,
             params={
                 "n_sample": int(n_sample),
-                "margin": float(margin),
+                "margin": spectrum.default_margin if margin is None else float(margin),
                 "random_state": random_state,
             },
         )

@@ -74,7 +74,7 @@ def test_binning_keeps_the_count_and_lifts_weak_components():
 
 
 # -- the decision ---------------------------------------------------------------------------------
-SPECTRUM = NoiseSpectrum(np.array([90.0, 12.0, 3.0, 1.02, 1.0, 0.98]), 1.0, 1.0)
+SPECTRUM = NoiseSpectrum(np.array([90.0, 12.0, 3.0, 1.02, 1.0, 0.98]), 1.0, 1.0, (900, 400))
 
 
 def test_decide_methods_and_reason():
@@ -88,7 +88,9 @@ def test_decide_methods_and_reason():
 
 
 def test_decide_says_when_the_range_does_not_bracket():
-    result = decide([1, 2, 3], [3.0, 2.0, 1.5], spectrum=NoiseSpectrum(np.full(5, 9.0), 1, 1))
+    result = decide(
+        [1, 2, 3], [3.0, 2.0, 1.5], spectrum=NoiseSpectrum(np.full(5, 9.0), 1, 1, (900, 400))
+    )
     assert result.k == 3 and result.suggested_range == (1, 7)
     assert "does not bracket" in result.reason
     low = decide([4, 5, 6], [3.0, 2.0, 1.5], spectrum=SPECTRUM)
