@@ -13,12 +13,12 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from . import phases
 from .phases import PhaseArrays
+from .results import SavedAsNpz, json_default, optional_array
 
 _logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def compute_phase_maps(
 
 
 @dataclass
-class PhaseMaps:
+class PhaseMaps(SavedAsNpz):
     """Phase maps of the best factorisation at one k (Cao et al.), with calibrated getters.
 
     Attributes
@@ -396,16 +396,16 @@ class PhaseMaps:
             "min_size": int(a.min_size),
             "background_index": -1 if a.background_index is None else int(a.background_index),
             "legend_json": json.dumps({str(label): list(m) for label, m in a.legend.items()}),
-            "axes_json": json.dumps(self.axes, default=_json_default),
-            "pm_params_json": json.dumps(self.params, default=_json_default),
-            "source_metadata_json": json.dumps(self.source_metadata, default=_json_default),
+            "axes_json": json.dumps(self.axes, default=json_default),
+            "pm_params_json": json.dumps(self.params, default=json_default),
+            "source_metadata_json": json.dumps(self.source_metadata, default=json_default),
             "factors": np.asarray(self.factors),
             "loadings": np.asarray(self.loadings),
         }
         for name in _ARRAY_FIELDS:
             out[name] = np.asarray(getattr(a, name))
         for name in _JSON_FIELDS:
-            out[f"{name}_json"] = json.dumps(getattr(a, name), default=_json_default)
+            out[f"{name}_json"] = json.dumps(getattr(a, name), default=json_default)
         for name in ("navigation_mask", "signal_mask"):
             if getattr(self, name) is not None:
                 out[name] = np.asarray(getattr(self, name))
@@ -435,25 +435,11 @@ class PhaseMaps:
             factors=np.asarray(d["factors"]),
             loadings=np.asarray(d["loadings"]),
             axes=json.loads(str(d["axes_json"])),
-            navigation_mask=_optional_array(d.get("navigation_mask")),
-            signal_mask=_optional_array(d.get("signal_mask")),
+            navigation_mask=optional_array(d.get("navigation_mask")),
+            signal_mask=optional_array(d.get("signal_mask")),
             params=json.loads(str(d["pm_params_json"])),
             source_metadata=json.loads(str(d["source_metadata_json"])),
         )
-
-    def save(self, path: str | Path) -> Path:
-        """Write the phase maps to a ``.npz`` file; :meth:`load` reads them back."""
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_suffix(".npz")
-        np.savez_compressed(path, **self.to_dict())
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> PhaseMaps:
-        """Read phase maps written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as stored:
-            return cls.from_dict({key: stored[key] for key in stored.files})
 
     def summary(self) -> dict:
         """JSON-ready figures (non-finite numbers become None).
@@ -630,20 +616,6 @@ def plot_phase_maps(pm: PhaseMaps, fig=None, *, max_phases: int | None = None):
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _optional_array(value):
-    return None if value is None else np.asarray(value)
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if hasattr(value, "as_dictionary"):
-        return value.as_dictionary()
-    return str(value)
-
-
 def _finite(value):
     """Replace NaN and infinities by None, recursively (strict JSON)."""
     if isinstance(value, dict):

@@ -22,8 +22,26 @@ _logger = logging.getLogger(__name__)
 METADATA_SWEEP = "NMFDecide.sweep"
 
 
+class SavedAsNpz:
+    """``save`` / ``load`` as a ``.npz`` file through the result's ``to_dict`` / ``from_dict``."""
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result to a ``.npz`` file on its own; :meth:`load` reads it back."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        np.savez_compressed(path, **self.to_dict())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path):
+        """Read a result written by :meth:`save`."""
+        with np.load(Path(path), allow_pickle=False) as stored:
+            return cls.from_dict({key: stored[key] for key in stored.files})
+
+
 @dataclass
-class NMFSweep:
+class NMFSweep(SavedAsNpz):
     """The multi-restart NMF sweep of one signal (Uesugi et al. 2021).
 
     Attributes
@@ -240,8 +258,8 @@ class NMFSweep:
         out = {
             "format": "hyperspy_nmfdecide.NMFSweep/1",
             "params_json": json.dumps(self.params),
-            "axes_json": json.dumps(self.axes, default=_json_default),
-            "source_metadata_json": json.dumps(self.source_metadata, default=_json_default),
+            "axes_json": json.dumps(self.axes, default=json_default),
+            "source_metadata_json": json.dumps(self.source_metadata, default=json_default),
             "entropy": str(a.entropy),
             "factors": np.concatenate([a.factors[k] for k in ks], axis=0),
             "loadings": np.concatenate([a.loadings[k] for k in ks], axis=1),
@@ -288,25 +306,11 @@ class NMFSweep:
         return cls(
             arrays=arrays,
             axes=json.loads(str(d["axes_json"])),
-            navigation_mask=_optional_array(d.get("navigation_mask")),
-            signal_mask=_optional_array(d.get("signal_mask")),
+            navigation_mask=optional_array(d.get("navigation_mask")),
+            signal_mask=optional_array(d.get("signal_mask")),
             params=json.loads(str(d["params_json"])),
             source_metadata=json.loads(str(d["source_metadata_json"])),
         )
-
-    def save(self, path: str | Path) -> Path:
-        """Write the sweep to a ``.npz`` file on its own; :meth:`load` reads it back."""
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_suffix(".npz")
-        np.savez_compressed(path, **self.to_dict())
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> NMFSweep:
-        """Read a sweep written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as stored:
-            return cls.from_dict({key: stored[key] for key in stored.files})
 
     def summary(self) -> dict:
         """JSON-ready per-k figures (for reports)."""
@@ -322,11 +326,11 @@ class NMFSweep:
         }
 
 
-def _optional_array(value):
+def optional_array(value):
     return None if value is None else np.asarray(value)
 
 
-def _json_default(value):
+def json_default(value):
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -341,7 +345,7 @@ METADATA_DECISION = "NMFDecide.decision"
 
 
 @dataclass
-class KDecision:
+class KDecision(SavedAsNpz):
     """The number of components decided from a sweep, with the evidence of both levels.
 
     Attributes
