@@ -594,6 +594,8 @@ def plot_phase_maps(pm: PhaseMaps, fig=None, *, max_phases: int | None = None):
         ax.set_xlabel(_axis_label(nav[1]))
 
     raw, rec = pm.raw_mean_array, pm.reconstructed_mean_array
+    if pm.signal_mask is not None:  # masked pixels are not fitted: show them as the model does
+        raw = np.where(np.asarray(pm.signal_mask).reshape(raw.shape[1:]), 0.0, raw)
     for i in range(n_shown):
         label = i + 1
         row = pm.comparison[i]

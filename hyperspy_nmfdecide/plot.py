@@ -110,7 +110,7 @@ def plot_decision(decision, fig=None):
     ranks = np.arange(1, ratio.size + 1)
     noise_ax.plot(ranks, ratio, "-o", ms=3, color="black", label="component / noise edge")
     margin = decision.params["margin"]
-    noise_ax.axhline(margin, color="tab:gray", ls="--", label=f"margin {margin:g}×")
+    noise_ax.axhline(margin, color="tab:gray", ls="--", label=f"margin {margin:.3g}×")
     noise_ax.set_yscale("log")
     noise_ax.set_ylabel("σ² / noise edge")
     noise_ax.set_title("(b) level 2: components above the noise")
