@@ -22,7 +22,8 @@
     which SSIM between raw and reconstructed stops rising), as Cao et al. read them;
   - the residual's NSD against the Poisson noise level the model predicts (about 1 once the
     residual is noise);
-  - restart agreement: the share of random restarts that reach the minimum MSE.
+  - restart agreement: the share of random restarts that reach the minimum MSE, and how alike
+    the components of the two best runs are once matched.
 
 No HyperSpy import happens here (DESIGN §1); X is read through the sweep's chunk operator.
 """
@@ -34,10 +35,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from . import iqa
 from .nmf.operators import DTYPE, MatrixStats
 from .nmf.svd import truncated_svd
+from .phases import cosine_similarity
 
 _logger = logging.getLogger(__name__)
 
@@ -361,6 +364,23 @@ def restart_agreement(loss: np.ndarray, best_loss: np.ndarray) -> np.ndarray:
     return np.mean(loss <= best * (1 + AGREEMENT_RTOL), axis=1)
 
 
+def component_agreement(factors: np.ndarray, other: np.ndarray) -> float:
+    """Mean cosine similarity of two runs' factors after matching them one to one.
+
+    Near 1 while every component is a source the restarts all find; lower once components
+    fit noise, which each restart fits differently.
+
+    Examples
+    --------
+    >>> f = np.eye(3)
+    >>> component_agreement(f, f[[2, 0, 1]]), round(component_agreement(f, np.ones((3, 3))), 3)
+    (1.0, 0.577)
+    """
+    similarity = cosine_similarity(factors, other)
+    rows, cols = linear_sum_assignment(-similarity)
+    return float(similarity[rows, cols].mean())
+
+
 # -- the decision ---------------------------------------------------------------------------------
 @dataclass
 class Decision:
@@ -486,6 +506,7 @@ def evaluate(
     factors: Mapping[int, np.ndarray],
     loadings: Mapping[int, np.ndarray],
     pattern_shape: tuple[int, int],
+    runner_up: Mapping[int, np.ndarray] | None = None,
     row_mask: np.ndarray | None = None,
     col_mask: np.ndarray | None = None,
     negative_values: str = "raise",
@@ -508,6 +529,8 @@ def evaluate(
         Per k, the kept fit in full space: (k, n_pixel) and (n_probe, k).
     pattern_shape
         (H, W) of one pattern.
+    runner_up
+        Per k, the factors of the second-best run (for ``component_agreement``).
     row_mask, col_mask, negative_values, chunk_rows
         As the sweep used them.
     method, margin
@@ -524,7 +547,8 @@ def evaluate(
     -------
     decision : Decision
     table : dict of str to numpy.ndarray
-        Per k: ``best_mse``, ``mean_mse``, ``restart_agreement``, ``noise_ratio`` (the k-th
+        Per k: ``best_mse``, ``mean_mse``, ``restart_agreement``, ``component_agreement``
+        (best vs second-best run, NaN without ``runner_up``), ``noise_ratio`` (the k-th
         component's squared singular value over the noise edge) and :func:`iqa_evidence`.
     spectrum : NoiseSpectrum
     """
@@ -566,6 +590,9 @@ def evaluate(
         "best_mse": np.asarray(best_loss, dtype=float),
         "mean_mse": np.asarray(loss, dtype=float).mean(axis=1),
         "restart_agreement": restart_agreement(loss, best_loss),
+        "component_agreement": np.array(
+            [component_agreement(factors[k], runner_up[k]) if runner_up else np.nan for k in ks]
+        ),
         "noise_ratio": np.array(
             [spectrum.ratio[k - 1] if k <= spectrum.ratio.size else np.nan for k in ks]
         ),

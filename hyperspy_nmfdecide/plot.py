@@ -131,6 +131,9 @@ def plot_decision(decision, fig=None):
     residual_ax.plot(
         k, c["restart_agreement"], "--", color="tab:cyan", label="restarts at the minimum"
     )
+    residual_ax.plot(
+        k, c["component_agreement"], ":", color="tab:olive", label="2 best runs' components alike"
+    )
     residual_ax.axhline(1.0, color="tab:gray", lw=0.8)
     residual_ax.set_title("(d) residual and restarts")
 

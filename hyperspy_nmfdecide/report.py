@@ -594,6 +594,7 @@ _DECISION_COLUMNS = {
     "best_mse": "best MSE",
     "mean_mse": "mean MSE",
     "restart_agreement": "restarts at the minimum",
+    "component_agreement": "2 best runs alike",
     "noise_ratio": "noise ratio",
     "psnr": "PSNR (dB)",
     "ssim": "SSIM",

@@ -262,12 +262,13 @@ class NMFSweep(SavedAsNpz):
             "source_metadata_json": json.dumps(self.source_metadata, default=json_default),
             "entropy": str(a.entropy),
             "factors": np.concatenate([a.factors[k] for k in ks], axis=0),
+            "runner_up": np.concatenate([a.runner_up[k] for k in ks], axis=0),
             "loadings": np.concatenate([a.loadings[k] for k in ks], axis=1),
             "history": np.concatenate(a.loss_history),
             "history_lengths": np.array([len(h) for h in a.loss_history]),
         }
         for f in fields(SweepArrays):
-            if f.name not in ("factors", "loadings", "loss_history", "entropy"):
+            if f.name not in ("factors", "loadings", "loss_history", "entropy", "runner_up"):
                 out[f.name] = np.asarray(getattr(a, f.name))
         for name in ("navigation_mask", "signal_mask"):
             if getattr(self, name) is not None:
@@ -302,6 +303,9 @@ class NMFSweep(SavedAsNpz):
                 for i, k in enumerate(ks)
             },
             entropy=int(d["entropy"]),
+            runner_up={
+                k: np.asarray(d["runner_up"])[offsets[i] : offsets[i + 1]] for i, k in enumerate(ks)
+            },
         )
         return cls(
             arrays=arrays,

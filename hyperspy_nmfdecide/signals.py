@@ -264,6 +264,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 best_loss=sweep.best_loss,
                 factors={k: sweep._best(k)[0] for k in ks},
                 loadings={k: sweep._best(k)[1] for k in ks},
+                runner_up=sweep.arrays.runner_up or None,
                 pattern_shape=self.data.shape[self.axes_manager.navigation_dimension :],
                 row_mask=_ravel(sweep.navigation_mask),
                 col_mask=_ravel(sweep.signal_mask),

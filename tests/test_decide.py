@@ -166,6 +166,9 @@ def test_decide_k_finds_the_true_k_eager_and_lazy(scan, swept):
         "next_ssim",
         "residual_nsd_ratio",
     } <= set(decision.table[0])
+    # The rank-1 fit is unique: the two best runs have the same component.
+    assert decision.table[0]["component_agreement"] == pytest.approx(1.0, abs=1e-3)
+    assert all(0 < row["component_agreement"] <= 1 + 1e-9 for row in decision.table)
     # The fit at the true k leaves noise: residual NSD at the Poisson level.
     assert decision.table[scan.true_k - 1]["residual_nsd_ratio"] == pytest.approx(1.0, abs=0.2)
     lazy = swept.as_lazy()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +34,8 @@ class SweepArrays:
     ``loss``, ``n_iter`` and ``converged`` are (n_k, n_restarts) for the random starts; the
     ``nndsvd_*`` arrays are (n_k,) for the deterministic start.  ``best_run[i]`` is the restart
     index of the minimum-loss run at ``k_values[i]``, or -1 when the NNDSVD run won.
+    ``runner_up[k]`` holds the unit-sum factors (k, n_pixel) of the second-best run, to show
+    how alike the restarts' components are.
     ``factors[k]`` is (k, n_pixel) and ``loadings[k]`` (n_probe, k) of that best run, in the
     full (unmasked) pixel and probe space: excluded and dark pixels and excluded probes are 0.
     Factors sum to one, so a loading is the counts a component contributes to a pattern;
@@ -53,6 +55,7 @@ class SweepArrays:
     factors: dict[int, np.ndarray]
     loadings: dict[int, np.ndarray]
     entropy: int
+    runner_up: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def best_loss(self) -> np.ndarray:
@@ -290,13 +293,13 @@ def _collect(operator, runs, k_values, n_restarts, pca, entropy) -> SweepArrays:
     converged = np.empty((n_k, n_restarts), dtype=bool)
     nndsvd = [runs[k, -1] for k in k_values]
     best_run = np.empty(n_k, dtype=int)
-    histories, factors, loadings = [], {}, {}
+    histories, factors, loadings, runner_up = [], {}, {}, {}
     for i, k in enumerate(k_values):
         for r in range(n_restarts):
             run = runs[k, r]
             loss[i, r], n_iter[i, r], converged[i, r] = run.mse, run.n_iter, run.converged
-        candidates = list(range(n_restarts)) + [-1]
-        best = min(candidates, key=lambda r: runs[k, r].mse)
+        candidates = sorted(list(range(n_restarts)) + [-1], key=lambda r: runs[k, r].mse)
+        best = candidates[0]
         best_run[i] = best
         run = runs[k, best]
         run.history[-1] = direct_mse(operator, run)
@@ -304,6 +307,8 @@ def _collect(operator, runs, k_values, n_restarts, pca, entropy) -> SweepArrays:
             loss[i, best] = run.mse
         histories.append(np.asarray(run.history))
         factors[k], loadings[k] = _normalised_full(operator, run.w, run.h)
+        second = runs[k, candidates[1]]
+        runner_up[k] = _normalised_full(operator, second.w, second.h)[0]
     return SweepArrays(
         k_values=np.asarray(k_values),
         loss=loss,
@@ -318,6 +323,7 @@ def _collect(operator, runs, k_values, n_restarts, pca, entropy) -> SweepArrays:
         factors=factors,
         loadings=loadings,
         entropy=entropy,
+        runner_up=runner_up,
     )
 
 
