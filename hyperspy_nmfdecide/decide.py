@@ -119,7 +119,9 @@ class NoiseSpectrum:
         Largest squared singular value of pure Poisson noise at unit gain, same scaling.
     gain : float
         Noise variance relative to Poisson counts (1 for counts; a detector gain otherwise),
-        from the energy of the spectrum beyond ``rank``.
+        from the energy of the spectra beyond the computed singular values.
+    shape : tuple of int
+        (rows, binned pixels) of the scaled matrix: sets the Tracy-Widom margin.
     """
 
     squared_singular_values: np.ndarray
