@@ -456,14 +456,16 @@ def decide(
     wanted = spectrum.n_components(margin)
     k = int(np.clip(wanted, ks[0], ks[-1]))
     ratio = spectrum.ratio
-    reason = (
-        f"k = {k}: {wanted} components of the Poisson-scaled data rise above the noise edge "
-        f"(the {_ordinal(wanted)} at {ratio[wanted - 1]:.2f}× the edge"
-        if wanted >= 1
-        else f"k = {k}: no component rises above the noise edge ("
-    )
-    if wanted < spectrum.ratio.size:
-        reason += f", the next at {ratio[wanted]:.2f}×, noise"
+    if wanted == 0:
+        reason = f"k = {k}: no component rises above the noise edge (the largest at {ratio[0]:.2f}×"
+    else:
+        verb = "rises" if wanted == 1 else "rise"
+        reason = (
+            f"k = {k}: {wanted} component{'s' * (wanted > 1)} of the Poisson-scaled data {verb} "
+            f"above the noise edge (the {_ordinal(wanted)} at {ratio[wanted - 1]:.2f}× the edge"
+        )
+        if wanted < ratio.size:
+            reason += f", the next at {ratio[wanted]:.2f}×, noise"
     reason += f"; margin {margin:.3g}×); the level-1 elbow is at k = {elbow}."
     suggested = None
     if wanted > ks[-1] or (wanted < ks[0] and ks[0] > 1):
