@@ -122,12 +122,15 @@ class NoiseSpectrum:
         from the energy of the spectra beyond the computed singular values.
     shape : tuple of int
         (rows, binned pixels) of the scaled matrix: sets the Tracy-Widom margin.
+    binning : int
+        Side of the square bins the patterns were summed in.
     """
 
     squared_singular_values: np.ndarray
     noise_edge: float
     gain: float
     shape: tuple[int, int]
+    binning: int = 1
 
     @property
     def ratio(self) -> np.ndarray:
@@ -273,7 +276,7 @@ def poisson_noise_spectrum(
     tail = scaled.squared_norm() - float(squared.sum())
     noise_tail = noise.squared_norm() - float(noise_squared.sum())
     gain = tail / noise_tail if width < min(n, p) and noise_tail > 0 and tail > 0 else 1.0
-    return NoiseSpectrum(squared[:rank], float(noise_squared[0]), float(gain), (n, p))
+    return NoiseSpectrum(squared[:rank], float(noise_squared[0]), float(gain), (n, p), binning)
 
 
 def _inverse_sqrt(values: np.ndarray) -> np.ndarray:
@@ -393,7 +396,6 @@ class Decision:
     method: str
     reason: str
     suggested_range: tuple[int, int] | None = None
-    margin: float | None = None
 
 
 def decide(
@@ -474,7 +476,7 @@ def decide(
             f" The sweep (k = {ks[0]}..{ks[-1]}) does not bracket {wanted}: sweep "
             f"k = {suggested[0]}..{suggested[1]}."
         )
-    return Decision(k, elbow, method, reason, suggested, margin)
+    return Decision(k, elbow, method, reason, suggested)
 
 
 def _decide_iqa(ks: list[int], elbow: int, fidelity) -> Decision:

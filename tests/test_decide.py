@@ -215,6 +215,8 @@ def test_decide_k_errors(scan, swept):
         swept.decide_k(margin=0.5)
     with pytest.raises(ValueError, match="n_sample"):
         swept.decide_k(n_sample=0)
+    with pytest.raises(TypeError, match="random_state"):
+        swept.decide_k(random_state=None)
     with pytest.raises(TypeError, match="NMFSweep"):
         swept.decide_k(sweep="a sweep")
     small = scan.signal.inav[:8, :8].deepcopy()
