@@ -173,9 +173,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         >>> s.get_nmf_sweep().k_values.tolist()
         [1, 2]
         """
-        if not self.metadata.has_item(METADATA_SWEEP):
-            raise RuntimeError("No NMF sweep is stored on this signal: run s.nmf_sweep() first.")
-        return NMFSweep.from_dict(self.metadata.get_item(METADATA_SWEEP).as_dictionary())
+        return self._stored(METADATA_SWEEP, NMFSweep, "No NMF sweep is stored", "nmf_sweep")
 
     def decide_k(
         self,
@@ -249,10 +247,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             raise ValueError(f"margin must be > 1, got {margin!r}")
         if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
             raise TypeError(f"random_state must be an int, got {random_state!r}")
-        sweep = self.get_nmf_sweep() if sweep is None else sweep
-        if not isinstance(sweep, NMFSweep):
-            raise TypeError(f"sweep must be an NMFSweep, got {type(sweep).__name__}")
-        self._check_sweep_matches(sweep)
+        sweep = self._sweep_for(sweep)
         n_probe, n_pixel = self._matrix_shape()
         matrix, chunk_rows = self._as_matrix(n_probe, n_pixel)
         ks = [int(k) for k in sweep.k_values]
@@ -317,9 +312,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
     def get_k_decision(self) -> KDecision:
         """The decision stored by the last :meth:`decide_k` (also after save and load)."""
-        if not self.metadata.has_item(METADATA_DECISION):
-            raise RuntimeError("No k decision is stored on this signal: run s.decide_k() first.")
-        return KDecision.from_dict(self.metadata.get_item(METADATA_DECISION).as_dictionary())
+        return self._stored(METADATA_DECISION, KDecision, "No k decision is stored", "decide_k")
 
     def phase_maps(
         self,
@@ -373,10 +366,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         """
         from hyperspy.external.progressbar import progressbar
 
-        sweep = self.get_nmf_sweep() if sweep is None else sweep
-        if not isinstance(sweep, NMFSweep):
-            raise TypeError(f"sweep must be an NMFSweep, got {type(sweep).__name__}")
-        self._check_sweep_matches(sweep)
+        sweep = self._sweep_for(sweep)
         if k is None:
             if not self.metadata.has_item(METADATA_DECISION):
                 raise RuntimeError(
@@ -406,9 +396,9 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
     def get_phase_maps(self) -> PhaseMaps:
         """The phase maps stored by the last :meth:`phase_maps` (also after save and load)."""
-        if not self.metadata.has_item(METADATA_PHASE_MAPS):
-            raise RuntimeError("No phase maps are stored on this signal: run s.phase_maps() first.")
-        return PhaseMaps.from_dict(self.metadata.get_item(METADATA_PHASE_MAPS).as_dictionary())
+        return self._stored(
+            METADATA_PHASE_MAPS, PhaseMaps, "No phase maps are stored", "phase_maps"
+        )
 
     def direct_beam_mask(self, radius: float, *, method: str = "blur", **kwargs) -> np.ndarray:
         """Boolean mask of a disc around the *found* direct beam (True = excluded).
@@ -462,13 +452,24 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         shape = self.data.shape
         return int(np.prod(shape[:nav_dim], dtype=int)), int(np.prod(shape[nav_dim:], dtype=int))
 
-    def _check_sweep_matches(self, sweep: NMFSweep) -> None:
+    def _stored(self, path: str, result_type, missing: str, method: str):
+        """A result kept in ``metadata`` at ``path``, or a RuntimeError naming the method."""
+        if not self.metadata.has_item(path):
+            raise RuntimeError(f"{missing} on this signal: run s.{method}() first.")
+        return result_type.from_dict(self.metadata.get_item(path).as_dictionary())
+
+    def _sweep_for(self, sweep: NMFSweep | None) -> NMFSweep:
+        """The given sweep, or the stored one, checked to belong to this signal's data."""
+        sweep = self.get_nmf_sweep() if sweep is None else sweep
+        if not isinstance(sweep, NMFSweep):
+            raise TypeError(f"sweep must be an NMFSweep, got {type(sweep).__name__}")
         expected = tuple(int(a["size"]) for a in sweep.axes)
         if tuple(self.data.shape) != expected:
             raise ValueError(
                 f"the sweep was run on data of shape {expected}, this signal has "
                 f"{tuple(self.data.shape)}"
             )
+        return sweep
 
     def _as_matrix(self, n_probe: int, n_pixel: int):
         """The data as an (n_probe, n_pixel) view: numpy, or dask in navigation row chunks."""
