@@ -56,6 +56,27 @@ class Run:
         return self.history[-1] if self.history else float("nan")
 
 
+@dataclass
+class FitState:
+    """A stack of runs between two passes: what :func:`fit_runs` needs to go on exactly.
+
+    ``order`` indexes the ``runs`` given to :func:`fit_runs` for each stacked run; the stack's
+    layout (dead columns not yet compacted included) is kept as it was, so a resumed fit
+    repeats the same products and ends bit for bit where an uninterrupted one would.
+    ``finished`` holds ``(w, h)`` of the runs that are no longer advancing.
+    """
+
+    iteration: int
+    order: np.ndarray
+    alive: np.ndarray
+    wt: np.ndarray
+    counts: list[tuple[int, int]]
+    factors: list[np.ndarray]
+    histories: list[np.ndarray]
+    converged: np.ndarray
+    finished: dict[int, tuple[np.ndarray, np.ndarray]]
+
+
 class _Stack:
     """Runs side by side: loadings transposed (T, n) and factors grouped by k.
 
@@ -88,6 +109,33 @@ class _Stack:
             start = cols.stop
         self.n_columns = start
         self.alive = np.ones(len(self.runs), dtype=bool)
+
+    @classmethod
+    def restore(cls, runs: list[Run], state: FitState) -> _Stack:
+        """The stack a :class:`FitState` was taken from, over these ``runs`` (in its order)."""
+        stack = cls.__new__(cls)
+        stack.runs = runs
+        stack.wt = state.wt
+        counts = dict(state.counts)
+        stack._set_groups(counts, dict(zip(counts, state.factors)))
+        stack.alive = np.array(state.alive, dtype=bool)
+        return stack
+
+    def state(self, iteration: int, runs: list[Run]) -> FitState:
+        """A :class:`FitState` before pass ``iteration`` (arrays shared, not copied)."""
+        index = {id(run): i for i, run in enumerate(runs)}
+        live = {id(run) for run, alive in zip(self.runs, self.alive) if alive}
+        return FitState(
+            iteration=iteration,
+            order=np.array([index[id(run)] for run in self.runs], dtype=np.int64),
+            alive=self.alive,
+            wt=self.wt,
+            counts=[(k, count) for k, count, _, _ in self.groups],
+            factors=[h for _, _, _, h in self.groups],
+            histories=[np.asarray(run.history, dtype=np.float64) for run in runs],
+            converged=np.array([run.converged for run in runs]),
+            finished={i: (run.w, run.h) for i, run in enumerate(runs) if id(run) not in live},
+        )
 
     def h_stack(self) -> np.ndarray:
         return np.concatenate([h.reshape(-1, h.shape[2]) for _, _, _, h in self.groups], axis=0)
@@ -139,6 +187,9 @@ def fit_runs(
     tol: float = 1e-4,
     on_iteration: Callable[[int, int], None] | None = None,
     fixed_factors: bool = False,
+    passes_left: Sequence[int] | None = None,
+    resume: FitState | None = None,
+    on_state: Callable[[Callable[[], FitState]], None] | None = None,
 ) -> list[Run]:
     """Advance all ``runs`` together until each converges or ``max_iter`` passes are done.
 
@@ -158,6 +209,15 @@ def fit_runs(
         Called as ``on_iteration(iteration, n_active)`` after every pass.
     fixed_factors
         Keep ``h`` as given and fit only the loadings (projection of new data).
+    passes_left
+        Per run, the passes it may take in this call (each ≤ ``max_iter``); default
+        ``max_iter`` for all.  Lets runs with different budgets share every pass over X.
+    resume
+        A state handed to ``on_state`` by an earlier call with the same arguments: the fit
+        goes on from there and ends exactly as if it had never stopped.
+    on_state
+        Called between passes with a function returning the current :class:`FitState` (it
+        shares the stack's arrays: save it before returning), for checkpoints.
 
     Returns
     -------
@@ -178,18 +238,26 @@ def fit_runs(
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     p = operator.shape[1]
+    caps = [max_iter] * len(runs) if passes_left is None else [int(c) for c in passes_left]
+    if len(caps) != len(runs) or any(not 1 <= cap <= max_iter for cap in caps):
+        raise ValueError(
+            f"passes_left must give 1..{max_iter} passes for each of the {len(runs)} runs"
+        )
     pending = [run for run in runs if not run.converged]
     if not pending:
         return runs
-    stack = _Stack(pending, p)
+    cap_of = {id(run): cap for run, cap in zip(runs, caps)}
+    if resume is not None:
+        stack, start = _resumed(runs, resume), resume.iteration
+    else:
+        stack, start = _Stack(pending, p), 0
+        # Uesugi's ALS starts from random loadings only: one pass computes the first factors.
+        if any(run.h is None for run in stack.runs):
+            wtx, wtw, _ = _pass(operator, stack, solver, update_loadings=False)
+            for k, _, cols, h in stack.groups:
+                update_h(solver, h, wtx[cols].reshape(h.shape), wtw[k])
 
-    # Uesugi's ALS starts from random loadings only: one pass computes the first factors.
-    if any(run.h is None for run in stack.runs):
-        wtx, wtw, _ = _pass(operator, stack, solver, update_loadings=False)
-        for k, _, cols, h in stack.groups:
-            update_h(solver, h, wtx[cols].reshape(h.shape), wtw[k])
-
-    for iteration in range(max_iter):
+    for iteration in range(start, max(cap_of[id(run)] for run in stack.runs)):
         wtx, wtw, hht = _pass(operator, stack, solver, update_loadings=True)
         finished = []
         for position, mse in enumerate(_stack_mse(operator, stack, wtx, wtw, hht)):
@@ -200,7 +268,7 @@ def fit_runs(
             run.history.append(float(mse))
             stopped = np.isfinite(previous) and previous - mse < tol * previous
             run.converged = bool(stopped)
-            if stopped or iteration == max_iter - 1:
+            if stopped or iteration == cap_of[id(run)] - 1:
                 finished.append(position)
         stack.retire(finished)
         if on_iteration is not None:
@@ -212,7 +280,20 @@ def fit_runs(
                 update_h(solver, h, wtx[cols].reshape(h.shape), wtw[k])
         if stack.dead_fraction() >= 0.25:
             stack.compact()
+        if on_state is not None:
+            on_state(lambda: stack.state(iteration + 1, runs))
     return runs
+
+
+def _resumed(runs: list[Run], state: FitState) -> _Stack:
+    """Put the runs back as ``state`` recorded them, and rebuild its stack."""
+    if len(state.histories) != len(runs) or state.order.max(initial=-1) >= len(runs):
+        raise ValueError(f"the saved fit state is for {len(state.histories)} runs, not {len(runs)}")
+    for run, history, converged in zip(runs, state.histories, state.converged):
+        run.history, run.converged = [float(v) for v in history], bool(converged)
+    for i, (w, h) in state.finished.items():
+        runs[i].w, runs[i].h = w, h
+    return _Stack.restore([runs[i] for i in state.order], state)
 
 
 def evaluate_mse(operator, runs: list[Run]) -> np.ndarray:

@@ -38,12 +38,20 @@ class MatrixStats:
     n_loss_cols
         Pixels the MSE is averaged over: those the user's mask keeps, dark ones included
         (their error is exactly zero), so that dropping dark pixels does not change the loss.
+    total
+        Sum of the kept entries, in float64 (NaN where no caller needs it).
     """
 
     squared_norm: float
     n_rows: int
     n_cols: int
     n_loss_cols: int
+    total: float = float("nan")
+
+    @property
+    def mean(self) -> float:
+        """Mean of the kept entries (the scale of random starts)."""
+        return self.total / (float(self.n_rows) * float(self.n_cols))
 
     @property
     def n_elements(self) -> float:
@@ -161,7 +169,8 @@ class DenseOperator:
         n, p = matrix.shape
         self.chunk_rows = chunk_rows or max(1, DEFAULT_CHUNK_BYTES // (4 * max(p, 1)))
         sq = float(np.einsum("ij,ij->", matrix, matrix, dtype=np.float64))
-        self.stats = MatrixStats(sq, n, p, n_loss_cols)
+        total = float(matrix.sum(dtype=np.float64))
+        self.stats = MatrixStats(sq, n, p, n_loss_cols, total)
 
     def _prepare_lazy(self, negative_values: str, drop_dark: bool, chunk_rows: int | None):
         import dask
@@ -179,12 +188,13 @@ class DenseOperator:
         if self.clip:
             kept = da.maximum(kept, 0)
         # One pass over the scan for every statistic a fit needs.
-        minimum, has_nan, has_inf, colmax, sq = dask.compute(
+        minimum, has_nan, has_inf, colmax, sq, total = dask.compute(
             kept.min(),
             da.isnan(kept).any(),
             da.isinf(kept).any(),
             kept.max(axis=0),
             (kept.astype(np.float64) ** 2).sum(),
+            kept.sum(dtype=np.float64),
         )
         _check_values(float(minimum), bool(has_nan), bool(has_inf), negative_values)
         n_loss_cols = int(self.col_keep.sum())
@@ -196,7 +206,7 @@ class DenseOperator:
         n = int(self.row_keep.sum())
         p = int(self.col_keep.sum())
         self.chunk_rows = int(max(x.chunks[0]))
-        self.stats = MatrixStats(float(sq), n, p, n_loss_cols)
+        self.stats = MatrixStats(float(sq), n, p, n_loss_cols, float(total))
 
     # -- access ------------------------------------------------------------------------------
     @property
@@ -244,6 +254,108 @@ class DenseOperator:
     def dense(self, chunk: np.ndarray) -> np.ndarray:
         """The rows of X that a chunk stands for."""
         return chunk
+
+
+class SparseOperator:
+    """A sparse data matrix (scipy CSR), e.g. patterns redrawn from registered spots (ePattern).
+
+    Products cost ``O(nnz · T)`` instead of ``O(n p T)``: the sweep's cost follows the number
+    of spots, not of pixels.  Masks, value checks, dark-pixel removal and statistics mean the
+    same as for :class:`DenseOperator`.
+
+    Examples
+    --------
+    >>> from scipy import sparse
+    >>> x = sparse.random(6, 40, density=0.1, format="csr", random_state=0, dtype=np.float32)
+    >>> op = SparseOperator(x, chunk_rows=4)
+    >>> [c.shape[0] for _, c in op.chunks()], op.shape[1] == int((x.getnnz(axis=0) > 0).sum())
+    ([4, 2], True)
+    """
+
+    lazy = False
+
+    def __init__(
+        self,
+        data,
+        *,
+        row_mask: np.ndarray | None = None,
+        col_mask: np.ndarray | None = None,
+        negative_values: str = "raise",
+        drop_dark: bool = True,
+        chunk_rows: int | None = None,
+    ) -> None:
+        from scipy import sparse
+
+        if data.ndim != 2:
+            raise ValueError(f"data must be 2-D (n_probe, n_pixel), got shape {data.shape}")
+        if negative_values not in ("raise", "clip"):
+            raise ValueError(f"negative_values must be 'raise' or 'clip', got {negative_values!r}")
+        if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data.data):
+            raise TypeError(f"data must be real numbers, got dtype {data.dtype}")
+        self.full_shape = data.shape
+        self.row_keep = _keep(row_mask, data.shape[0], "navigation_mask")
+        self.col_keep = _keep(col_mask, data.shape[1], "signal_mask")
+        matrix = sparse.csr_matrix(data, dtype=DTYPE, copy=True)
+        matrix = matrix[np.flatnonzero(self.row_keep)][:, np.flatnonzero(self.col_keep)]
+        values = matrix.data
+        _check_values(
+            float(values.min(initial=0.0)),
+            bool(np.isnan(values).any()),
+            bool(np.isinf(values).any()),
+            negative_values,
+        )
+        np.maximum(values, 0, out=values)  # a private copy: clipping never reaches the caller
+        matrix.eliminate_zeros()
+        n_loss_cols = matrix.shape[1]
+        if drop_dark:
+            bright = matrix.getnnz(axis=0) > 0
+            if not bright.all():
+                cols = np.flatnonzero(self.col_keep)
+                self.col_keep = self.col_keep.copy()
+                self.col_keep[cols[~bright]] = False
+                matrix = matrix[:, bright]
+        if matrix.shape[1] == 0:
+            raise ValueError("Every pixel is masked or dark: there is nothing to factorise.")
+        self._matrix = matrix.tocsr()
+        n, p = matrix.shape
+        self.chunk_rows = chunk_rows or max(1, DEFAULT_CHUNK_BYTES // (8 * max(p, 1)))
+        squared_norm = float(np.sum(matrix.data.astype(np.float64) ** 2))
+        total = float(matrix.data.sum(dtype=np.float64))
+        self.stats = MatrixStats(squared_norm, n, p, n_loss_cols, total)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.stats.n_rows, self.stats.n_cols
+
+    def chunks(self) -> Iterator[tuple[slice, object]]:
+        n = self._matrix.shape[0]
+        for start in range(0, n, self.chunk_rows):
+            stop = min(start + self.chunk_rows, n)
+            yield slice(start, stop), self._matrix[start:stop]
+
+    def h_times_xt(self, chunk, h_stack: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray((chunk @ h_stack.T).T)
+
+    def accumulate_wtx(self, chunk, wt_chunk: np.ndarray, out: np.ndarray) -> None:
+        out += (chunk.T @ wt_chunk.T).T
+
+    def finish_wtx(self, acc: np.ndarray) -> np.ndarray:
+        return acc
+
+    def wtx_accumulator(self, n_columns: int) -> np.ndarray:
+        return np.zeros((n_columns, self.stats.n_cols), dtype=DTYPE)
+
+    def dense(self, chunk) -> np.ndarray:
+        return chunk.toarray()
+
+
+def make_operator(data, **options) -> DenseOperator | SparseOperator:
+    """The operator for ``data``: :class:`SparseOperator` for scipy sparse matrices."""
+    from scipy import sparse
+
+    if sparse.issparse(data):
+        return SparseOperator(data, **options)
+    return DenseOperator(data, **options)
 
 
 class LowRankOperator:

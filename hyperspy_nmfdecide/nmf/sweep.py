@@ -9,13 +9,15 @@ and its restart index, never on the batch it ran in or on the rest of the k rang
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checkpoint import SweepCheckpoint, data_fingerprint
 from .engine import Run, direct_mse, evaluate_mse, fit_runs
-from .operators import DTYPE, DenseOperator, LowRankOperator, MatrixStats
+from .operators import DTYPE, LowRankOperator, MatrixStats, make_operator
 from .svd import TruncatedSVD, nndsvd_start, truncated_svd
 from .updates import SOLVERS
 
@@ -78,17 +80,22 @@ def resolve_entropy(random_state: int | np.random.Generator | None) -> int:
 
 
 def random_start(
-    entropy: int, k: int, restart: int, shape: tuple[int, int], scale: float, solver: str
+    entropy: int, k: int, restart: int, shape: tuple[int, int], mean: float, solver: str
 ) -> Run:
-    """The random non-negative start of run ``restart`` at rank ``k``."""
+    """The random non-negative start of run ``restart`` at rank ``k``.
+
+    Entries are ``|N(0, 1)| · sqrt(mean / k)``, ``mean`` being the mean of the data, as
+    scikit-learn's ``init="random"``.  Starting at the data's rms instead (about 14× larger
+    products on a scan with a bright direct beam) led the best of 20 HALS runs to a local
+    minimum 0.01–0.2 % above scikit-learn's best of two.
+    """
     rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(k, restart)))
     n, p = shape
-    # Uniform on [0, 2a) with a = sqrt(rms(X) / k): W H then has the data's magnitude.
-    a = np.sqrt(scale / k)
-    w = rng.random((n, k), dtype=DTYPE) * DTYPE(2 * a)
+    a = DTYPE(np.sqrt(max(mean, 0.0) / k))
+    w = np.abs(rng.standard_normal((n, k), dtype=DTYPE)) * a
     if solver == "als":  # Uesugi step 2: random loadings only; factors follow by least squares
         return Run(w, None)
-    h = rng.random((k, p), dtype=DTYPE) * DTYPE(2 * a)
+    h = np.abs(rng.standard_normal((k, p), dtype=DTYPE)) * a
     return Run(w, h)
 
 
@@ -109,6 +116,10 @@ def run_sweep(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     polish_runs: int = 3,
     polish_iter: int = 50,
+    refine_runs: int = 1,
+    refine_tol: float | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_interval: float = 300.0,
     on_pass: Callable[[], None] | None = None,
 ) -> SweepArrays:
     """Multi-restart NMF for every k in ``k_values`` on a 2-D (n_probe, n_pixel) array.
@@ -116,7 +127,8 @@ def run_sweep(
     Parameters
     ----------
     data
-        numpy or dask array (n_probe, n_pixel), non-negative.
+        numpy or dask array, or scipy sparse matrix (n_probe, n_pixel), non-negative.  A
+        sparse matrix (e.g. ePattern's redrawn spots) makes every pass cost O(non-zeros).
     k_values
         Ranks to fit, each ≥ 1 and ≤ min(n_probe, n_pixel) after masking.
     n_restarts
@@ -139,6 +151,22 @@ def run_sweep(
         Rows of X per chunk of a pass (default: ~32 MiB, or the dask chunks).
     batch_bytes
         Memory for the stacked loadings and factors of one batch of runs.
+    refine_tol
+        The minimum-MSE run of each k, once every run has stopped, goes on from where it
+        stopped until its relative decrease falls below ``refine_tol`` (default ``tol / 10``)
+        or it has had ``max_iter`` passes in all.  All k advance together, so this costs a
+        few passes of Σk columns next to the sweep's restarts × Σk.  Without it the kept run
+        stopped at the first flat pass (often after 10–40 passes of an NNDSVD start) and
+        scikit-learn's coordinate descent, whose rule is far stricter, reached a lower MSE.
+    checkpoint
+        Directory where every finished batch of runs (and stage) is stored as it completes,
+        with a snapshot of the running batch every ``checkpoint_interval`` seconds.  Run the
+        same call again after an interruption (KeyboardInterrupt, a killed process): it
+        resumes from there and returns exactly what an uninterrupted sweep returns.  A
+        checkpoint of other data or other parameters is refused (:class:`CheckpointError`).
+        With ``random_state=None`` the seed drawn by the first call is reused.
+    checkpoint_interval
+        Seconds between snapshots of the running batch (0: after every pass).
     on_pass
         Called after every pass over X (for progress bars).
 
@@ -167,7 +195,7 @@ def run_sweep(
         raise ValueError(f"tol must be ≥ 0, got {tol!r}")
     entropy = resolve_entropy(random_state)
 
-    operator = DenseOperator(
+    operator = make_operator(
         data,
         row_mask=row_mask,
         col_mask=col_mask,
@@ -180,8 +208,28 @@ def run_sweep(
             f"k_range goes up to {k_values[-1]}, but the data matrix after masking is {n} × {p}: "
             f"k can be at most {min(n, p)}"
         )
-    # rms of the kept entries: random starts W H then have the magnitude of the data.
-    scale = float(np.sqrt(operator.stats.squared_norm / (float(n) * float(p))))
+    stages = _Stages(None)
+    if checkpoint is not None:
+        manifest = {
+            "k_values": k_values,
+            "n_restarts": int(n_restarts),
+            "solver": solver,
+            "mode": mode,
+            "max_iter": int(max_iter),
+            "tol": float(tol),
+            "negative_values": negative_values,
+            "chunk_rows": int(operator.chunk_rows),
+            "batch_bytes": int(batch_bytes),
+            "polish": [int(polish_runs), int(polish_iter)],
+            "refine": [int(refine_runs), None if refine_tol is None else float(refine_tol)],
+            "entropy": None if random_state is None else entropy,
+            "data": data_fingerprint(operator.stats, operator.row_keep, operator.col_keep),
+        }
+        store = SweepCheckpoint(
+            checkpoint, manifest, interval=checkpoint_interval, new_entropy=entropy
+        )
+        entropy, stages = int(store.manifest["entropy"]), _Stages(store)
+    rms = float(np.sqrt(operator.stats.squared_norm / (float(n) * float(p))))
     progress = _Progress(on_pass)
 
     svd_rank = k_values[-1] + (25 if mode == "fast" else 0)
@@ -194,22 +242,61 @@ def run_sweep(
     runs: dict[tuple[int, int], Run] = {}
     for k in k_values:
         for r in range(n_restarts):
-            runs[k, r] = random_start(entropy, k, r, (n, p), scale, solver)
-        runs[k, -1] = Run(*nndsvd_start(svd, k, fill=np.sqrt(scale / k) / 10))
+            runs[k, r] = random_start(entropy, k, r, (n, p), operator.stats.mean, solver)
+        runs[k, -1] = Run(*nndsvd_start(svd, k, fill=np.sqrt(rms / k) / 10))
 
     fit_operator = operator if mode == "exact" else _compressed(svd, operator.stats)
-    for batch in _batches(list(runs), n, p, batch_bytes):
-        fit_runs(
-            fit_operator,
-            [runs[key] for key in batch],
-            solver=solver,
-            max_iter=max_iter,
-            tol=tol,
-            on_iteration=lambda *_: progress.passes(1),
+    for i, batch in enumerate(_batches(list(runs), n, p, batch_bytes)):
+        stages.run(
+            f"batch{i:04d}",
+            runs,
+            batch,
+            lambda **resuming: fit_runs(
+                fit_operator,
+                [runs[key] for key in batch],
+                solver=solver,
+                max_iter=max_iter,
+                tol=tol,
+                on_iteration=lambda *_: progress.passes(1),
+                **resuming,
+            ),
         )
     if mode == "fast":
-        _evaluate_and_polish(
-            operator, runs, k_values, solver, polish_runs, polish_iter, tol, batch_bytes, progress
+        stages.run(
+            "polish",
+            runs,
+            list(runs),
+            lambda **_: _evaluate_and_polish(
+                operator,
+                runs,
+                k_values,
+                solver,
+                polish_runs,
+                polish_iter,
+                tol,
+                batch_bytes,
+                progress,
+            ),
+        )
+    kept = _kept_runs(runs, k_values, refine_runs, max_iter)
+    for key in kept:
+        runs[key].converged = False
+    # The kept runs go on at a finer tol, within their max_iter budget, all k together.
+    for i, batch in enumerate(_batches(kept, n, p, batch_bytes)):
+        stages.run(
+            f"refine{i:04d}",
+            runs,
+            batch,
+            lambda **resuming: fit_runs(
+                operator,
+                [runs[key] for key in batch],
+                solver=solver,
+                max_iter=max_iter,
+                tol=tol / 10 if refine_tol is None else refine_tol,
+                passes_left=[max_iter - runs[key].n_iter for key in batch],
+                on_iteration=lambda *_: progress.passes(1),
+                **resuming,
+            ),
         )
     return _collect(operator, runs, k_values, n_restarts, pca, entropy)
 
@@ -284,6 +371,32 @@ def _evaluate_and_polish(
             tol=tol,
             on_iteration=lambda *_: progress.passes(1),
         )
+
+
+def _kept_runs(runs, k_values, refine_runs: int, max_iter: int) -> list[tuple[int, int]]:
+    """The ``refine_runs`` lowest-MSE runs of every k that have passes left."""
+    kept = []
+    for k in k_values:
+        ranked = sorted((key for key in runs if key[0] == k), key=lambda key: runs[key].mse)
+        kept += [key for key in ranked[:refine_runs] if runs[key].n_iter < max_iter]
+    return kept
+
+
+class _Stages:
+    """Runs the stages of a sweep, through a checkpoint when there is one."""
+
+    def __init__(self, store: SweepCheckpoint | None) -> None:
+        self.store = store
+
+    def run(self, stage: str, runs: dict, keys: list, fit: Callable[..., object]) -> None:
+        """``fit(resume=..., on_state=...)`` unless the checkpoint holds the stage's runs."""
+        if self.store is None:
+            fit()
+            return
+        if self.store.load_runs(stage, runs):
+            return
+        fit(resume=self.store.load_state(stage), on_state=self.store.snapshotter(stage))
+        self.store.save_runs(stage, {key: runs[key] for key in keys})
 
 
 def _collect(operator, runs, k_values, n_restarts, pca, entropy) -> SweepArrays:
