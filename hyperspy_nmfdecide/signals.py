@@ -7,6 +7,7 @@ the result (DESIGN §1).  No arithmetic on patterns happens here.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Iterable
 
@@ -16,9 +17,12 @@ from pyxem.signals import ElectronDiffraction2D, LazyElectronDiffraction2D
 from .decide import METHODS, evaluate
 from .nmf.sweep import run_sweep
 from .phasemaps import METADATA_PHASE_MAPS, PhaseMaps, compute_phase_maps
+from .prepare import METADATA_PREPROCESSING, prepare_for_nmf
 from .results import METADATA_DECISION, METADATA_SWEEP, KDecision, NMFSweep
 
 _logger = logging.getLogger(__name__)
+
+METADATA_PREPROCESSING_MASK = METADATA_PREPROCESSING + ".signal_mask"
 
 
 class NMFDecideDiffraction2D(ElectronDiffraction2D):
@@ -29,6 +33,9 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
     """
 
     _signal_type = "nmf_decide"
+
+    # The preprocessing chain works on any pyxem Diffraction2D: one function, bound here.
+    prepare_for_nmf = prepare_for_nmf
 
     def nmf_sweep(
         self,
@@ -43,6 +50,8 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         navigation_mask=None,
         negative_values: str = "raise",
         random_state: int | np.random.Generator | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_interval: float = 300.0,
         show_progressbar: bool | None = None,
         store: bool = True,
     ) -> NMFSweep:
@@ -73,7 +82,8 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         signal_mask : numpy.ndarray or hyperspy signal, optional
             Boolean over the diffraction plane, ``True`` = pixel excluded (e.g. the direct beam
             from :meth:`direct_beam_mask`).  Excluded pixels are dropped from the fit and are zero
-            in the factors and the model.
+            in the factors and the model.  By default the beam mask recorded by
+            :meth:`prepare_for_nmf` (``beam_mask_radius``), if any.
         navigation_mask : numpy.ndarray or hyperspy signal, optional
             Boolean over the scan, ``True`` = probe excluded (e.g. vacuum).  Excluded probes are
             dropped from the fit and have zero loadings.
@@ -82,6 +92,14 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         random_state : int, numpy.random.Generator or None
             The same value gives identical results.  Run r at k uses
             ``SeedSequence(seed, spawn_key=(k, r))``, so it does not depend on the k range.
+        checkpoint : str or path, optional
+            A directory where the sweep stores every finished batch of restarts as it
+            completes, and a snapshot of the running one every ``checkpoint_interval``
+            seconds.  After an interruption (Ctrl-C, a killed kernel) run the same call again:
+            it resumes there and returns exactly the result of an uninterrupted sweep.  A
+            checkpoint written for other data or other parameters is refused with an error.
+        checkpoint_interval : float
+            Seconds between snapshots of the running batch.
         show_progressbar : bool or None
             None follows ``hs.preferences.General.show_progressbar``.
         store : bool
@@ -111,6 +129,9 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 f"nmf_sweep needs 2-D patterns; this signal has signal dimension "
                 f"{self.axes_manager.signal_dimension}"
             )
+        if signal_mask is None and self.metadata.has_item(METADATA_PREPROCESSING_MASK):
+            signal_mask = self.metadata.get_item(METADATA_PREPROCESSING_MASK)
+            _logger.info("nmf_sweep: using the beam mask recorded by prepare_for_nmf")
         signal_mask = _as_mask(signal_mask, sig_shape, "signal_mask")
         navigation_mask = _as_mask(navigation_mask, nav_shape, "navigation_mask")
         n_probe = int(np.prod(nav_shape, dtype=int))
@@ -136,6 +157,8 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 random_state=random_state,
                 negative_values=negative_values,
                 chunk_rows=chunk_rows,
+                checkpoint=checkpoint,
+                checkpoint_interval=checkpoint_interval,
                 on_pass=bar.update,
             )
         finally:

@@ -159,6 +159,21 @@ def test_direct_beam_mask_is_at_the_beam_not_the_centre():
     np.testing.assert_array_equal(lazy_mask, mask)
 
 
+def test_prepared_signal_keeps_the_class_and_its_beam_mask_reaches_the_sweep(scan, lazy):
+    s = make_signal(scan, lazy)
+    prepared = s.prepare_for_nmf(center=True, beam_mask_radius=3)
+    assert type(prepared) is type(s)
+    assert not s.metadata.has_item("NMFDecide")  # the user's signal is untouched
+    recorded = prepared.metadata.NMFDecide.preprocessing.signal_mask
+    sweep = sweep_of(prepared, k_range=range(1, 3), n_restarts=2)
+    np.testing.assert_array_equal(sweep.signal_mask, recorded)
+    assert not np.asarray(sweep.get_factors(2).data)[:, recorded].any()
+    # An explicit mask wins over the recorded one.
+    own = np.zeros_like(recorded)
+    own[0, 0] = True
+    np.testing.assert_array_equal(sweep_of(prepared, signal_mask=own, k_range=[1]).signal_mask, own)
+
+
 def test_masks_from_arrays_and_signals(scan, lazy):
     s = make_signal(scan, lazy)
     beam = s.direct_beam_mask(radius=3)
