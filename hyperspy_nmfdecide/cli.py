@@ -4,7 +4,9 @@
 runs on any 4D-STEM file HyperSpy reads.  Both run the sweep, decide the number of components
 (``decide_k``) and draw the phase maps at that k (``phase_maps``), then write ``index.html``, its
 figures and a ``summary.json`` into the output directory; ``analyze`` also saves the sweep
-(``sweep.npz``, read back with ``NMFSweep.load``).
+(``sweep.npz``, read back with ``NMFSweep.load``).  The preprocessing options (``--center``,
+``--binning``, ``--beam-mask``, ...) run ``prepare_for_nmf`` first; everything after works on
+the prepared scan, and the report lists the steps.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import sys
 import time
 import traceback
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 _logger = logging.getLogger(__name__)
@@ -161,6 +165,75 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+class _PrepareChoices(Sequence):
+    """The choices of a preprocessing option, read from :mod:`.prepare` when first needed.
+
+    Importing :mod:`hyperspy_nmfdecide.prepare` (HyperSpy, pyxem) takes seconds: too long
+    for every ``nmfdecide --help`` or argument error, so the names are looked up only when
+    argparse checks a value or prints the option's help.
+
+    Parameters
+    ----------
+    name : str
+        A constant of :mod:`.prepare` (a tuple, or a dict whose keys are the names).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _values(self) -> tuple[str, ...]:
+        from . import prepare
+
+        return tuple(_cli_name(value) for value in getattr(prepare, self.name))
+
+    def __getitem__(self, index: int) -> str:
+        return self._values()[index]
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+
+def _cli_name(name: str) -> str:
+    """The command-line spelling of a name of :mod:`.prepare`: hyphens for spaces.
+
+    Examples
+    --------
+    >>> _cli_name("difference of gaussians"), _cli_name("rolling_ball")
+    ('difference-of-gaussians', 'rolling_ball')
+    """
+    return name.replace(" ", "-")
+
+
+def _background_method(text: str) -> str:
+    """``--background``: a method of ``prepare.BACKGROUND_METHODS``, spaces written as
+    hyphens (``median-kernel``); hyphen, underscore and space are interchangeable, case is
+    ignored.  Anything else is returned unchanged, for argparse to reject as a choice.
+
+    Examples
+    --------
+    >>> _background_method("Median_Kernel"), _background_method("rolling-ball")
+    ('median-kernel', 'rolling_ball')
+    """
+
+    def key(name: str) -> str:
+        return re.sub(r"[-_\s]+", "-", name.strip().lower())
+
+    for name in _PrepareChoices("BACKGROUND_METHODS"):
+        if key(name) == key(text):
+            return name
+    return text
+
+
 # -- the parser ----------------------------------------------------------------------------------
 def _add_sweep_options(
     parser: argparse.ArgumentParser, *, k: str, restarts: int, out: str, also: str = ""
@@ -273,6 +346,86 @@ def _add_sweep_options(
     )
 
 
+def _add_prepare_options(parser: argparse.ArgumentParser, *, beam_help: str) -> None:
+    group = parser.add_argument_group(
+        "preprocessing (before the sweep)",
+        "Prepare the scan with prepare_for_nmf before the sweep; the steps given run in this "
+        "order: bad pixels, centring, background, binning, blur, scaling, beam mask. The "
+        "sweep, the decision and the phase maps then use the prepared scan, and the report "
+        "lists every step with its parameters. Default: none (the raw data).",
+    )
+    group.add_argument(
+        "--bad-pixels",
+        action="store_true",
+        help="replace hot and dead detector pixels by the mean of their 8 neighbours",
+    )
+    group.add_argument(
+        "--center",
+        action="store_true",
+        help="move the direct beam of every pattern to the detector centre",
+    )
+    group.add_argument(
+        "--center-method",
+        type=str.lower,
+        choices=_PrepareChoices("CENTER_METHODS"),
+        default=None,
+        metavar="METHOD",
+        help="how --center finds the beam (implies --center): %(choices)s (pyxem's beam "
+        "finders; default blur)",
+    )
+    group.add_argument(
+        "--background",
+        type=_background_method,
+        choices=_PrepareChoices("BACKGROUND_METHODS"),
+        default=None,
+        metavar="METHOD",
+        help="subtract the background of every pattern, clipped at 0: one of %(choices)s "
+        "(rolling_ball: scikit-image's rolling ball, see --background-radius; the others: "
+        "pyxem's methods with their default settings)",
+    )
+    group.add_argument(
+        "--background-radius",
+        type=_positive_float,
+        default=None,
+        metavar="R",
+        help="radius of the rolling ball in detector pixels (only with --background "
+        "rolling_ball; default 10)",
+    )
+    group.add_argument(
+        "--binning",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="sum every pattern in N x N pixel blocks (counts are summed, so Poisson "
+        "statistics are kept); N must divide the pattern size",
+    )
+    group.add_argument(
+        "--blur",
+        type=_positive_float,
+        default=None,
+        metavar="SIGMA",
+        help="Gaussian blur of every pattern, SIGMA in pixels (after --binning)",
+    )
+    group.add_argument(
+        "--scaling",
+        type=str.lower,
+        choices=_PrepareChoices("SCALINGS"),
+        default=None,
+        help="square root or log(1 + x) of the intensities, for dynamic range",
+    )
+    group.add_argument(
+        "--beam-mask",
+        "--beam-radius",
+        dest="beam_mask",
+        type=_non_negative_float,
+        default=None,
+        metavar="R",
+        help="leave out of the fit a disc of R pixels of the prepared pattern (after "
+        f"--binning) around the direct beam, found on the mean prepared pattern: {beam_help}; "
+        "0 keeps every pixel. --beam-radius is the former name of this option",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``nmfdecide`` command.
 
@@ -315,15 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="full: 64x64 probe positions of 64x64-pixel patterns; small (default): 32x32 "
         "positions of 64x64 pixels; tiny: 12x12 positions of 32x32 pixels (seconds, for tests)",
     )
-    demo.add_argument(
-        "--beam-radius",
-        type=_non_negative_float,
-        default=None,
-        metavar="R",
-        help="leave out a disc of R detector pixels around the direct beam (located on the "
-        "mean pattern), as Uesugi et al. do: its Poisson noise otherwise hides the elbow of "
-        "the MSE curve (default 5 px for 64-pixel patterns, scaled with the pattern size; "
-        "0 keeps every pixel)",
+    _add_prepare_options(
+        demo,
+        beam_help="as Uesugi et al. do, since its Poisson noise otherwise hides the elbow of "
+        f"the MSE curve (default {DEMO_BEAM_RADIUS:g} px for 64-pixel patterns, scaled with "
+        "the prepared pattern size)",
     )
     _add_sweep_options(demo, k=DEMO_K, restarts=DEMO_RESTARTS, out="nmfdecide_report")
 
@@ -342,14 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TYPE",
         help="HyperSpy signal type to read the file as (default nmf_decide)",
     )
-    analyze.add_argument(
-        "--beam-radius",
-        type=_non_negative_float,
-        default=None,
-        metavar="R",
-        help="leave out a disc of R detector pixels around the direct beam (located on the "
-        "mean pattern), so that the bright, noisy direct beam does not dominate the fit "
-        "(default: keep every pixel)",
+    _add_prepare_options(
+        analyze,
+        beam_help="so that the bright, noisy direct beam does not dominate the fit (default: "
+        "keep every pixel)",
     )
     _add_sweep_options(
         analyze, k=ANALYZE_K, restarts=ANALYZE_RESTARTS, out="nmfdecide_report", also=", sweep.npz"
@@ -378,13 +523,77 @@ def _run_sweep(signal, args, **extra):
     return sweep, time.perf_counter() - start
 
 
-def _beam_mask(signal, radius: float | None) -> dict:
-    """``{"signal_mask": mask}`` for ``nmf_sweep``, or ``{}`` when no beam is to be masked."""
-    if not radius:
-        return {}
-    mask = signal.direct_beam_mask(radius)
-    _logger.info("Direct beam masked: %d pixels within %g px", int(mask.sum()), radius)
-    return {"signal_mask": mask}
+def _prepare_kwargs(args: argparse.Namespace, beam_radius: float | None) -> dict:
+    """Keyword arguments of ``prepare_for_nmf`` from the preprocessing options (``{}``: none)."""
+    kwargs: dict = {}
+    if args.bad_pixels:
+        kwargs["bad_pixels"] = True
+    if args.center or args.center_method:
+        kwargs["center"] = {"method": args.center_method} if args.center_method else True
+    if args.background:
+        from .prepare import BACKGROUND_METHODS
+
+        kwargs["background"] = {_cli_name(m): m for m in BACKGROUND_METHODS}[args.background]
+        if args.background_radius is not None:
+            kwargs["background_kwargs"] = {"radius": args.background_radius}
+    if args.binning and args.binning > 1:
+        kwargs["binning"] = args.binning
+    if args.blur is not None:
+        kwargs["blur_sigma"] = args.blur
+    if args.scaling:
+        kwargs["scaling"] = args.scaling
+    if beam_radius:
+        kwargs["beam_mask_radius"] = beam_radius
+    return kwargs
+
+
+def _prepare(signal, args: argparse.Namespace, *, beam_radius: float | None):
+    """Run ``prepare_for_nmf`` when any preprocessing option is given.
+
+    Parameters
+    ----------
+    signal : NMFDecideDiffraction2D or LazyNMFDecideDiffraction2D
+        The scan as read or simulated.
+    args : argparse.Namespace
+        The parsed options.
+    beam_radius : float or None
+        Radius of the direct-beam mask in pixels of the prepared pattern (``--beam-mask`` or
+        the command's default); None or 0 for no mask.
+
+    Returns
+    -------
+    tuple
+        (the prepared signal, or ``signal`` itself when nothing is asked for; seconds taken,
+        or None).
+
+    Raises
+    ------
+    CommandError
+        With the message of ``prepare_for_nmf``'s ValueError (an invalid value, such as a
+        ``--binning`` that does not divide the pattern, or a beam that cannot be found).
+    """
+    kwargs = _prepare_kwargs(args, beam_radius)
+    if not kwargs:
+        return signal, None
+    changed = [opt for opt, name in _NOT_COUNTS.items() if name in kwargs]
+    if changed and args.method == "noise":
+        print(
+            f"{PROG}: warning: --method noise assumes Poisson counts (variance equal to the "
+            f"mean); {', '.join(changed)} change that, so its noise edge may be off: compare "
+            "with --method elbow or iqa",
+            file=sys.stderr,
+        )
+    _logger.info("Preprocessing: %s", ", ".join(kwargs))
+    start = time.perf_counter()
+    try:
+        prepared = signal.prepare_for_nmf(**kwargs, show_progressbar=not args.quiet)
+    except ValueError as error:
+        raise CommandError(f"preprocessing: {error}") from error
+    return prepared, time.perf_counter() - start
+
+
+#: Preprocessing options whose output is no longer Poisson counts, by ``prepare_for_nmf`` name.
+_NOT_COUNTS = {"--background": "background", "--blur": "blur_sigma", "--scaling": "scaling"}
 
 
 def _print_table(sweep) -> None:
@@ -494,15 +703,15 @@ def _demo(args: argparse.Namespace) -> int:
         random_state=args.seed,
     )
     t_simulate = time.perf_counter() - start
-    signal = scan.signal
-    radius = args.beam_radius
-    if radius is None:
-        radius = DEMO_BEAM_RADIUS * pattern_size / 64
-    sweep, t_sweep = _run_sweep(signal, args, **_beam_mask(signal, radius))
+    radius = args.beam_mask
+    if radius is None:  # in pixels of the prepared pattern
+        radius = DEMO_BEAM_RADIUS * pattern_size / (64 * (args.binning or 1))
+    signal, t_prepare = _prepare(scan.signal, args, beam_radius=radius)
+    sweep, t_sweep = _run_sweep(signal, args)
 
     start = time.perf_counter()
     report = Report(args.out, f"nmfdecide demo: NMF sweep of a simulated scan ({args.size})")
-    sweep_section(report, signal, sweep, show_k=args.show_k, timings={"sweep": t_sweep})
+    sweep_section(report, signal, sweep, show_k=args.show_k, timings=_timings(t_prepare, t_sweep))
     decision, pm = _decide_and_map(report, signal, sweep, args)
     _truth_section(report, scan, decision=decision, pm=pm)
     report.summary["timings"]["simulation"] = t_simulate
@@ -677,13 +886,14 @@ def _analyze(args: argparse.Namespace) -> int:
             f"{path} was read as {type(signal).__name__}, which has no NMF sweep: use "
             "--signal-type nmf_decide"
         )
-    sweep, t_sweep = _run_sweep(signal, args, **_beam_mask(signal, args.beam_radius))
+    signal, t_prepare = _prepare(signal, args, beam_radius=args.beam_mask)
+    sweep, t_sweep = _run_sweep(signal, args)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     sweep_path = sweep.save(Path(args.out) / "sweep.npz")  # first: the costly part is kept
 
     start = time.perf_counter()
     report = Report(args.out, f"NMF sweep of {path.name}")
-    sweep_section(report, signal, sweep, show_k=args.show_k, timings={"sweep": t_sweep})
+    sweep_section(report, signal, sweep, show_k=args.show_k, timings=_timings(t_prepare, t_sweep))
     decision, pm = _decide_and_map(report, signal, sweep, args)
     report.summary["timings"]["load"] = t_load
     report.summary["command"] = _command_summary(args)
@@ -695,6 +905,13 @@ def _analyze(args: argparse.Namespace) -> int:
     print(f"NMF sweep took {t_sweep:.1f} s. Sweep saved to {sweep_path.resolve()}")
     print(f"Report: {html_path.resolve()}")
     return 0
+
+
+def _timings(t_prepare: float | None, t_sweep: float) -> dict:
+    """Wall times for the report: the sweep, and the preprocessing when there was any."""
+    return (
+        {"sweep": t_sweep} if t_prepare is None else {"preprocessing": t_prepare, "sweep": t_sweep}
+    )
 
 
 def _command_summary(args: argparse.Namespace) -> dict:
@@ -749,6 +966,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(
             f"{PROG}: error: argument --show-k: {missing} not among the fitted --k {args.k}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.background_radius is not None and args.background != "rolling_ball":
+        parser.print_usage(sys.stderr)
+        print(
+            f"{PROG}: error: argument --background-radius: only with --background rolling_ball "
+            f"(got --background {args.background or 'not given'})",
             file=sys.stderr,
         )
         return 2

@@ -2,8 +2,9 @@
 
 :class:`Report` is a small builder: each capability adds sections (a text, figures, a table) and
 JSON-ready entries to :attr:`Report.summary`; :meth:`Report.write` renders everything.
-:func:`sweep_section` adds what an NMF sweep shows (the data, the MSE-vs-k plot and table, the
-parameters and the factors with their loading maps per k), :func:`decision_section` the decision
+:func:`sweep_section` adds what an NMF sweep shows (the data, how it was prepared, the MSE-vs-k
+plot and table, the parameters and the factors with their loading maps per k),
+:func:`preprocessing_section` on its own the preparation, :func:`decision_section` the decision
 of k and its evidence, :func:`phase_section` the phase maps.
 
 Examples
@@ -431,8 +432,9 @@ def sweep_section(
     """Add the data overview, the NMF sweep, its parameters and the components per k.
 
     Sections added: "Data" (mean pattern with the virtual detectors drawn on it, virtual
-    bright-field and annular dark-field images, the calibrations), "NMF sweep" (MSE vs k plot and
-    a table per k), "Sweep parameters", and "Components" with one subsection per k in
+    bright-field and annular dark-field images, the calibrations), "Preprocessing" (see
+    :func:`preprocessing_section`), "NMF sweep" (MSE vs k plot and a table per k), "Sweep
+    parameters", and "Components" with one subsection per k in
     ``show_k``: the factors (log intensity) above their loading maps.  For lazy signals only the
     mean pattern and the two virtual images are computed (one pass each).
 
@@ -453,8 +455,8 @@ def sweep_section(
     Notes
     -----
     Entries added to ``report.summary``: ``data`` (shape, lazy, dtype, calibrations, virtual
-    detector geometry), ``timings``, ``environment`` (versions, BLAS) and ``sweep``
-    (``sweep.summary()`` plus the figure file names).
+    detector geometry), ``preprocessing`` (the recorded steps), ``timings``, ``environment``
+    (versions, BLAS) and ``sweep`` (``sweep.summary()`` plus the figure file names).
     """
     k_values = [int(k) for k in sweep.k_values]
     if show_k is None:
@@ -468,6 +470,7 @@ def sweep_section(
 
     data_summary = _data_section(report, signal, sweep)
     report.summary["data"] = data_summary
+    preprocessing_section(report, signal)
     report.summary.setdefault("timings", {}).update(timings)
     report.summary["environment"] = environment_info()
 
@@ -530,6 +533,111 @@ def sweep_section(
     sweep_summary = sweep.summary()
     sweep_summary["figures"] = {**sweep_files, "components": component_files}
     report.summary["sweep"] = sweep_summary
+
+
+# -- preprocessing -------------------------------------------------------------------------------
+#: What each step recorded by ``prepare_for_nmf`` does, for the report.
+_STEP_TEXT = {
+    "dtype": "integer data converted to floating point",
+    "bad_pixels": "hot and dead detector pixels replaced by the mean of their 8 neighbours",
+    "center": "direct beam moved to the detector centre",
+    "background": "background subtracted from every pattern, clipped at 0",
+    "binning": "patterns summed in square blocks of pixels",
+    "blur": "Gaussian blur of every pattern",
+    "scaling": "intensities scaled for dynamic range",
+    "beam_mask": "disc around the direct beam left out of the fit (the data are unchanged)",
+}
+
+#: What the report says when no preprocessing was recorded.
+NO_PREPROCESSING = "none (raw data)"
+
+
+def preprocessing_section(report: Report, signal) -> None:
+    """Add how the scan was prepared: the steps of ``prepare_for_nmf`` in applied order.
+
+    Section added: "Preprocessing", a table with one row per step recorded in the signal's
+    metadata (:func:`~hyperspy_nmfdecide.prepare.preprocessing_record`): its position, name,
+    what it does and its parameters (with measured values such as the mean beam shift); or
+    the words "none (raw data)" when nothing was recorded.
+
+    Parameters
+    ----------
+    report : Report
+        The report to extend.
+    signal : hyperspy.signal.BaseSignal
+        The signal the sweep was run on (prepared or not).
+
+    Notes
+    -----
+    ``report.summary["preprocessing"]`` gets the record as it is: a list of
+    ``{"step": name, **parameters}`` in applied order, ``[]`` for raw data.
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.data import simulated_scan
+    >>> s = simulated_scan(nav_shape=(4, 4), pattern_size=32, random_state=0).signal
+    >>> report = Report("report_dir", "Preprocessing")
+    >>> preprocessing_section(report, s.prepare_for_nmf(binning=2, show_progressbar=False))
+    >>> [step["step"] for step in report.summary["preprocessing"]]
+    ['binning']
+    >>> preprocessing_section(report, s)
+    >>> report.summary["preprocessing"], report.sections[-1].paragraphs[0][:15]
+    ([], 'none (raw data)')
+    """
+    from .prepare import preprocessing_record
+
+    steps = preprocessing_record(signal)
+    if not steps:
+        report.add_section(
+            "Preprocessing",
+            text=f"{NO_PREPROCESSING}: the sweep ran on the scan as it was read, without "
+            "prepare_for_nmf.",
+        )
+        report.summary["preprocessing"] = []
+        return
+    names = [str(step["step"]) for step in steps]
+    rows = [
+        {
+            "order": i,
+            "step": name,
+            "what it does": _STEP_TEXT.get(name, ""),
+            "parameters": "; ".join(
+                f"{key} = {_value_text(value)}" for key, value in step.items() if key != "step"
+            ),
+        }
+        for i, (name, step) in enumerate(zip(names, steps), start=1)
+    ]
+    report.add_section(
+        "Preprocessing",
+        text=(
+            f"The scan was prepared with prepare_for_nmf before the sweep, in this order: "
+            f"{' → '.join(names)}. The data overview above and everything below (the sweep, "
+            "the decision and the phase maps) are of the prepared scan.",
+            "Every step with its parameters, and the values it measured (such as the mean "
+            "shift of the direct beam or the number of bad pixels):",
+        ),
+        table=rows,
+    )
+    report.summary["preprocessing"] = steps
+
+
+def _value_text(value) -> str:
+    """A parameter value of the preprocessing record as short plain text.
+
+    Examples
+    --------
+    >>> _value_text([0.123456, 2]), _value_text({"order": 1}), _value_text(None)
+    ('[0.1235, 2]', '{order: 1}', 'none')
+    """
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value_text(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_value_text(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def _k_table(sweep) -> list[dict]:

@@ -88,6 +88,8 @@ def test_demo_tiny_writes_report(tmp_path, capsys):
     html = (out / "index.html").read_text()
     assert "Ground truth" in html and "Sweep parameters" in html
     assert "detector pixels excluded" in html  # the demo masks the direct beam by default
+    assert [step["step"] for step in summary["preprocessing"]] == ["beam_mask"]
+    assert summary["preprocessing"][0]["radius_px"] == 2.5  # 5 px at 64 px, scaled to 32
     # The decision and the phase maps at the decided k, with their figures.
     decision, phases = summary["decision"], summary["phase_maps"]
     assert decision["k"] == 4 and decision["method"] == "noise" and decision["reason"]
@@ -120,7 +122,11 @@ def test_analyze_hspy(scan_file, tmp_path, capsys):
     # Two values of k: too few to decide; the sweep report is written with a note.
     assert "decision" not in summary and "phase_maps" not in summary
     assert "at least 3 values of k" in summary["skipped"]["decision"]
-    assert "at least 3 values of k" in (out / "index.html").read_text()
+    html = (out / "index.html").read_text()
+    assert "at least 3 values of k" in html
+    # No preprocessing option: nothing recorded, and the report says so.
+    assert summary["preprocessing"] == []
+    assert "<h2>Preprocessing</h2>\n<p>none (raw data): " in html
 
 
 def test_analyze_method_elbow_and_threshold(scan_file, tmp_path, capsys):
@@ -162,12 +168,75 @@ def test_analyze_bracket_warning_is_a_note(scan_file, tmp_path, capsys):
 
 
 def test_analyze_beam_radius_masks_the_beam(scan_file, tmp_path):
+    # --beam-radius: the former name of --beam-mask.
     out = tmp_path / "out"
     argv = ["analyze", str(scan_file), "--k", "2", "--out", str(out), "--beam-radius", "3"]
     assert main(argv + FAST) == 0
     sweep = NMFSweep.load(out / "sweep.npz")
     assert sweep.signal_mask is not None and 20 < sweep.signal_mask.sum() < 40
     assert "detector pixels excluded" in (out / "index.html").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert [step["step"] for step in summary["preprocessing"]] == ["beam_mask"]
+
+
+def test_analyze_preprocessing_steps_in_report(scan_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["analyze", str(scan_file), "--k", "2", "--out", str(out)]
+    prepare = ["--beam-mask", "3", "--binning", "2", "--center"]  # applied in a fixed order
+    assert main(argv + FAST + prepare) == 0
+    assert "warning" not in capsys.readouterr().err  # the noise method is not affected
+    summary = json.loads((out / "summary.json").read_text())
+    steps = summary["preprocessing"]
+    assert [step["step"] for step in steps] == ["center", "binning", "beam_mask"]
+    assert steps[0]["method"] == "blur" and len(steps[0]["mean_shift_px"]) == 2
+    assert steps[1]["factor"] == 2 and steps[1]["pattern_shape"] == [16, 16]
+    assert steps[2]["radius_px"] == 3.0
+    # The sweep ran on the prepared scan, with the recorded beam mask.
+    assert summary["data"]["signal_shape"] == [16, 16]
+    sweep = NMFSweep.load(out / "sweep.npz")
+    assert sweep.signal_mask.shape == (16, 16)
+    assert sweep.signal_mask.sum() == steps[2]["n_masked_pixels"] > 0
+    assert summary["timings"]["preprocessing"] > 0
+    html = (out / "index.html").read_text()
+    assert "in this order: center → binning → beam_mask." in html
+    assert (
+        html.index(">Data</h2>") < html.index(">Preprocessing</h2>") < html.index(">NMF sweep</h2>")
+    )
+    assert "factor = 2; pattern_shape = [16, 16]" in html
+
+
+def test_analyze_bad_binning_is_a_clean_error(scan_file, tmp_path, capsys):
+    argv = ["analyze", str(scan_file), "--binning", "3", "--out", str(tmp_path / "out")]
+    assert main(argv + ["--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "nmfdecide: error: preprocessing: binning=3 does not divide the pattern shape "
+        "(32, 32) (ky, kx)\n"
+    )
+    assert not (tmp_path / "out").exists()  # checked before any work
+
+
+def test_noise_method_warns_after_scaling(capsys):
+    from hyperspy_nmfdecide.cli import _prepare, build_parser
+
+    class Scan:  # stands for the signal: only what _prepare calls
+        def prepare_for_nmf(self, **kwargs):
+            return kwargs
+
+    args = build_parser().parse_args(["demo", "--scaling", "sqrt", "--blur", "1", "--quiet"])
+    prepared, seconds = _prepare(Scan(), args, beam_radius=2.0)
+    assert prepared == {
+        "blur_sigma": 1.0,
+        "scaling": "sqrt",
+        "beam_mask_radius": 2.0,
+        "show_progressbar": False,
+    }
+    assert seconds >= 0
+    err = capsys.readouterr().err
+    assert "warning: --method noise assumes Poisson counts" in err and "--blur, --scaling" in err
+    args = build_parser().parse_args(["demo", "--scaling", "sqrt", "--method", "elbow"])
+    _prepare(Scan(), args, beam_radius=None)
+    assert capsys.readouterr().err == ""
 
 
 def test_analyze_zspy_lazy(scan_file, tmp_path):
@@ -207,11 +276,15 @@ def test_analyze_not_4d(tmp_path, capsys):
 
 
 def test_library_error_is_one_line(scan_file, tmp_path, capsys):
-    # --beam-radius larger than the pattern: the library's ValueError, shown cleanly.
-    argv = ["analyze", str(scan_file), "--beam-radius", "500", "--out", str(tmp_path)]
+    # --beam-mask larger than the pattern: prepare_for_nmf's ValueError, shown cleanly.
+    argv = ["analyze", str(scan_file), "--beam-mask", "500", "--out", str(tmp_path)]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert re.fullmatch(r"nmfdecide: error: radius 500.0 is larger than the pattern .*\n", err)
+    assert re.fullmatch(
+        r"nmfdecide: error: preprocessing: beam_mask_radius=500 px is too large for the "
+        r"prepared pattern .*\n",
+        err,
+    )
 
 
 # -- argument parsing ----------------------------------------------------------------------------
@@ -234,6 +307,52 @@ def test_bad_k_is_an_argparse_error(bad, capsys):
 def test_bad_threshold_is_an_argparse_error(bad, capsys):
     assert main(["demo", "--threshold", bad]) == 2
     assert "argument --threshold" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "bad, option",
+    [
+        (["--binning", "0"], "--binning"),
+        (["--binning", "2.5"], "--binning"),
+        (["--blur", "0"], "--blur"),
+        (["--blur", "nan"], "--blur"),
+        (["--scaling", "cube"], "--scaling"),
+        (["--background", "h-dome"], "--background"),
+        (["--center-method", "guess"], "--center-method"),
+        (["--beam-mask", "-1"], "--beam-mask"),
+        (["--background-radius", "5"], "--background-radius"),  # without --background
+        (["--background", "median-kernel", "--background-radius", "5"], "--background-radius"),
+    ],
+)
+def test_bad_preprocessing_option_is_an_argparse_error(bad, option, capsys):
+    assert main(["demo", *bad]) == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and "Traceback" not in err
+
+
+def test_preprocessing_option_spellings():
+    from hyperspy_nmfdecide.cli import _prepare_kwargs, build_parser
+
+    args = build_parser().parse_args(
+        [
+            "demo",
+            "--background",
+            "Median_Kernel",
+            "--scaling",
+            "LOG",
+            "--center-method",
+            "interpolate",
+        ]
+    )
+    assert args.background == "median-kernel"
+    kwargs = _prepare_kwargs(args, beam_radius=0)
+    assert kwargs == {
+        "center": {"method": "interpolate"},
+        "background": "median kernel",
+        "scaling": "log",
+    }
+    args = build_parser().parse_args(["analyze", "x.hspy", "--binning", "1"])
+    assert _prepare_kwargs(args, beam_radius=args.beam_mask) == {}  # nothing to prepare
 
 
 def test_threshold_values():
