@@ -73,6 +73,7 @@ _MAX_TILT = 1.0  # degrees off the zone axis
 _MAX_SIMILARITY = 0.8  # cosine similarity allowed between two crystal patterns
 _MIN_SPOTS = 6  # reflections with > 2 % of the strongest one, on the detector
 _EDGE_CUT = 1e-3  # crystal coverage below this is set to exactly zero
+_MIN_VISIBLE = 0.01  # true spots listed: ≥ 1 % of the disc on the detector
 
 _FCC = ((0.0, 0.0, 0.0), (0.5, 0.5, 0.0), (0.5, 0.0, 0.5), (0.0, 0.5, 0.5))
 _BCC = ((0.0, 0.0, 0.0), (0.5, 0.5, 0.5))
@@ -201,6 +202,12 @@ class SimulatedScan:
     params : dict
         Every generation parameter (JSON-serialisable), including each crystal's phase, zone
         axis and orientation.
+    spots : dict of int to numpy.ndarray
+        Source index (into ``sources``) -> (n, 3) array of the true spots of that source with
+        at least 1 % of their disc on the detector: ``x`` (column), ``y`` (row) in pixels
+        (pixel i spans i ± 0.5; a spot cut by the detector edge may be centred outside it) and
+        the fraction of the source's counts on the detector that the spot holds.  The direct
+        beam is the spot of the background source.  Not part of ``params``.
 
     Examples
     --------
@@ -222,6 +229,7 @@ class SimulatedScan:
     true_k: int
     dose: float
     params: dict = field(default_factory=dict)
+    spots: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def overlap(self) -> np.ndarray:
@@ -253,6 +261,47 @@ class SimulatedScan:
         n, h, w = self.sources.shape
         flat = self.weights @ self.sources.reshape(n, h * w)
         return flat.reshape(self.weights.shape[:-1] + (h, w))
+
+    def expected_spots(
+        self, min_counts: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The true spots of every probe expected to hold at least ``min_counts`` electrons.
+
+        Parameters
+        ----------
+        min_counts : float
+            Smallest expected counts (source weight at the probe × the spot's fraction of the
+            source) of a spot returned, ≥ 0.
+
+        Returns
+        -------
+        probe, x, y, counts : numpy.ndarray
+            One entry per spot, sorted by probe: the flat probe index (C order of the
+            navigation shape), the spot position in pixels (``x`` = column; just outside the
+            detector for a spot cut by its edge) and its expected counts on the detector.
+
+        Examples
+        --------
+        >>> from hyperspy_nmfdecide.data import simulated_scan
+        >>> scan = simulated_scan(nav_shape=(4, 4), pattern_size=32, random_state=0)
+        >>> probe, x, y, counts = scan.expected_spots(min_counts=10)
+        >>> bool(counts.min() >= 10), sorted(set(probe.tolist())) == list(range(16))
+        (True, True)
+        """
+        min_counts = float(min_counts)
+        if not (np.isfinite(min_counts) and min_counts >= 0):
+            raise ValueError(f"min_counts must be a number ≥ 0, got {min_counts!r}")
+        flat = self.weights.reshape(-1, self.weights.shape[-1])
+        found = [np.empty(0, dtype=np.int64)] + [np.empty(0)] * 3
+        for source, table in self.spots.items():
+            counts = flat[:, source, np.newaxis] * table[:, 2]
+            probe, spot = np.nonzero(counts >= min_counts)
+            found = [
+                np.concatenate(pair)
+                for pair in zip(found, (probe, table[spot, 0], table[spot, 1], counts[probe, spot]))
+            ]
+        order = np.argsort(found[0], kind="stable")
+        return tuple(column[order] for column in found)
 
     def __repr__(self) -> str:
         shape = tuple(int(v) for v in self.weights.shape[:-1]) + self.sources.shape[1:]
@@ -446,13 +495,14 @@ def simulated_scan(
     rng = np.random.default_rng(ss_crystals)
     if names is None:
         names = [CRYSTALS[i] for i in rng.permutation(len(CRYSTALS))]
-    patterns, crystal_info = [], []
+    patterns, crystal_info, crystal_spots = [], [], []
     for j in range(n_crystals):
-        pattern, info = _crystal_source(
+        pattern, info, spots = _crystal_source(
             names[j % len(names)], rng, patterns, size, scale, centre, spot_sigma
         )
         patterns.append(pattern)
         crystal_info.append({"name": f"crystal {j + 1}", **info})
+        crystal_spots.append(spots)
 
     # -- weights ---------------------------------------------------------------------------
     rng = np.random.default_rng(ss_layout)
@@ -502,6 +552,9 @@ def simulated_scan(
         background_index = 0
     first_crystal = 0 if background_index is None else 1
     weights = weights * (dose / weights.sum(axis=-1).mean())
+    true_spots = {first_crystal + j: spots for j, spots in enumerate(crystal_spots)}
+    if direct_beam:
+        true_spots[0] = np.array([[*centre, parts[0].sum() / total]])
 
     labels, label_sets = _labels(weights[..., first_crystal:], presence_threshold, first_crystal)
 
@@ -567,6 +620,7 @@ def simulated_scan(
         true_k=len(sources),
         dose=dose,
         params=params,
+        spots=dict(sorted(true_spots.items())),
     )
 
 
@@ -684,7 +738,11 @@ def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
 
 
 def _crystal_source(name, rng, previous, size, scale, centre, sigma):
-    """One crystal's normalised spot pattern: the most distinct of a few random orientations."""
+    """One crystal's normalised spot pattern: the most distinct of a few random orientations.
+
+    Returns the pattern, its description and its (n, 3) on-detector spots: x, y and the
+    fraction of the pattern's counts in each.
+    """
     from orix.quaternion import Rotation
 
     phase = _phase(name)
@@ -719,7 +777,8 @@ def _crystal_source(name, rng, previous, size, scale, centre, sigma):
         if n_spots == 0:
             continue
         pattern = _render_spots(xy, intensity, size, sigma)
-        pattern /= pattern.sum()
+        total = pattern.sum()
+        pattern /= total
         unit = pattern.ravel() / np.linalg.norm(pattern)
         similarity = max(
             (float(unit @ p.ravel()) / np.linalg.norm(p) for p in previous), default=0.0
@@ -742,6 +801,7 @@ def _crystal_source(name, rng, previous, size, scale, centre, sigma):
                     "n_spots": n_spots,
                     "max_similarity": similarity,
                 },
+                _spot_table(xy, intensity, size, sigma, total),
             )
         if score[0]:
             break
@@ -751,7 +811,15 @@ def _crystal_source(name, rng, previous, size, scale, centre, sigma):
             "at the detector edge) is too small"
         )
     _logger.debug("%s at [%s]: %d spots", name, best[2]["zone_axis"], best[2]["n_spots"])
-    return best[1], best[2]
+    return best[1], best[2], best[3]
+
+
+def _spot_table(xy, intensity, size: int, sigma: float, total: float) -> np.ndarray:
+    """(n, 3) x, y and share of ``total`` of the spots with ≥ 1 % of their disc on the detector."""
+    inside = special.ndtr((size - 0.5 - xy) / sigma) - special.ndtr((-0.5 - xy) / sigma)
+    on_detector = inside[:, 0] * inside[:, 1]
+    keep = on_detector >= _MIN_VISIBLE
+    return np.column_stack([xy[keep], intensity[keep] * on_detector[keep] / total])
 
 
 def _halo(size: int, centre, scale: float) -> np.ndarray:
