@@ -62,6 +62,7 @@ __all__ = [
     "CENTER_METHODS",
     "METADATA_PREPROCESSING",
     "SCALINGS",
+    "drop_stale_results",
     "prepare_for_nmf",
     "preprocessing_record",
 ]
@@ -230,10 +231,7 @@ def prepare_for_nmf(
 
     steps = preprocessing_record(signal)
     out = signal.deepcopy()
-    for path in _STALE_RESULTS:
-        if out.metadata.has_item(path):
-            _logger.info("prepare_for_nmf: %s of the input left out of the result", path)
-            _delete_item(out.metadata, path)
+    drop_stale_results(out)
     if (center_opts is not None or binning) and out.metadata.has_item(_MASK):
         _logger.warning(
             "prepare_for_nmf: the stored beam mask no longer fits the centred/binned data "
@@ -684,6 +682,24 @@ def _summarise(value):
     if isinstance(value, np.ndarray) and value.size > 16:
         return f"array of shape {value.shape}, dtype {value.dtype}"
     return json_default(value)
+
+
+def drop_stale_results(signal) -> None:
+    """Remove the sweep, decision and phase maps of a signal whose data were just changed.
+
+    Examples
+    --------
+    >>> import hyperspy.api as hs
+    >>> s = hs.signals.Signal2D(np.zeros((2, 4, 4)))
+    >>> s.metadata.set_item("NMFDecide.sweep", {"k_values": [1]})
+    >>> drop_stale_results(s)
+    >>> s.metadata.has_item("NMFDecide.sweep")
+    False
+    """
+    for path in _STALE_RESULTS:
+        if signal.metadata.has_item(path):
+            _logger.info("%s describes other data: left out of the prepared signal", path)
+            _delete_item(signal.metadata, path)
 
 
 def _delete_item(metadata, path: str) -> None:

@@ -15,9 +15,15 @@ import numpy as np
 from pyxem.signals import ElectronDiffraction2D, LazyElectronDiffraction2D
 
 from .decide import METHODS, evaluate
+from .epattern import SpotTable, reconstruct, register_spots, to_sparse
 from .nmf.sweep import run_sweep
 from .phasemaps import METADATA_PHASE_MAPS, PhaseMaps, compute_phase_maps
-from .prepare import METADATA_PREPROCESSING, prepare_for_nmf
+from .prepare import (
+    METADATA_PREPROCESSING,
+    drop_stale_results,
+    prepare_for_nmf,
+    preprocessing_record,
+)
 from .results import METADATA_DECISION, METADATA_SWEEP, KDecision, NMFSweep
 
 _logger = logging.getLogger(__name__)
@@ -52,6 +58,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         random_state: int | np.random.Generator | None = None,
         checkpoint: str | os.PathLike | None = None,
         checkpoint_interval: float = 300.0,
+        spots: SpotTable | None = None,
         show_progressbar: bool | None = None,
         store: bool = True,
     ) -> NMFSweep:
@@ -100,6 +107,11 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             checkpoint written for other data or other parameters is refused with an error.
         checkpoint_interval : float
             Seconds between snapshots of the running batch.
+        spots : SpotTable, optional
+            Factorise the spots registered by :meth:`register_spots` instead of the patterns:
+            the ePattern reconstruction as a sparse matrix, so every pass costs in proportion
+            to the pixels inside spots, not to all pixels.  Factors, loadings and calibrations
+            are those of this signal; ``get_model`` then reconstructs the redrawn patterns.
         show_progressbar : bool or None
             None follows ``hs.preferences.General.show_progressbar``.
         store : bool
@@ -124,11 +136,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
         sig_shape = self.data.shape[self.axes_manager.navigation_dimension :]
         nav_shape = self.data.shape[: self.axes_manager.navigation_dimension]
-        if self.axes_manager.signal_dimension != 2:
-            raise ValueError(
-                f"nmf_sweep needs 2-D patterns; this signal has signal dimension "
-                f"{self.axes_manager.signal_dimension}"
-            )
+        self._check_2d_patterns("nmf_sweep")
         if signal_mask is None and self.metadata.has_item(METADATA_PREPROCESSING_MASK):
             signal_mask = self.metadata.get_item(METADATA_PREPROCESSING_MASK)
             _logger.info("nmf_sweep: using the beam mask recorded by prepare_for_nmf")
@@ -136,7 +144,11 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         navigation_mask = _as_mask(navigation_mask, nav_shape, "navigation_mask")
         n_probe = int(np.prod(nav_shape, dtype=int))
         n_pixel = int(np.prod(sig_shape, dtype=int))
-        matrix, chunk_rows = self._as_matrix(n_probe, n_pixel)
+        if spots is None:
+            matrix, chunk_rows = self._as_matrix(n_probe, n_pixel)
+        else:
+            self._check_spots(spots)
+            matrix, chunk_rows = to_sparse(spots), None
         bar = progressbar(
             total=None,
             disable=not _show(show_progressbar),
@@ -178,6 +190,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 "negative_values": negative_values,
                 "lazy": bool(self._lazy),
                 "chunk_rows": chunk_rows,
+                "input": "patterns" if spots is None else "spots (sparse)",
             },
             source_metadata=self._source_metadata(),
         )
@@ -423,6 +436,117 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             METADATA_PHASE_MAPS, PhaseMaps, "No phase maps are stored", "phase_maps"
         )
 
+    def register_spots(
+        self,
+        *,
+        prominence: float = 4.0,
+        min_distance: int = 2,
+        max_radius: float = 4.0,
+        exclude=None,
+        show_progressbar: bool | None = None,
+    ) -> SpotTable:
+        """Register the Bragg spots of every pattern (ePattern; Folastre et al. 2024).
+
+        Per pattern, peaks more prominent than ``prominence`` × that pattern's Poisson noise
+        level, refined to sub-pixel positions by centre of mass, a radius from the spot's
+        width and an intensity from the mean value inside it.  A lazy scan is read one chunk
+        at a time.  See :func:`hyperspy_nmfdecide.epattern.register_spots`.
+
+        Parameters
+        ----------
+        prominence, min_distance, max_radius, exclude
+            As :func:`~hyperspy_nmfdecide.epattern.register_spots`.
+        show_progressbar : bool or None
+            None follows ``hs.preferences.General.show_progressbar``.
+
+        Returns
+        -------
+        SpotTable
+            The latent table (probe, x, y, radius, intensity) with its compression ratio;
+            :meth:`epattern` redraws it, ``nmf_sweep(spots=table)`` factorises it as a sparse
+            matrix.
+
+        Examples
+        --------
+        >>> from hyperspy_nmfdecide.data import simulated_scan
+        >>> s = simulated_scan(nav_shape=(6, 6), pattern_size=32, random_state=0).signal
+        >>> table = s.register_spots()
+        >>> table.nav_shape, bool(table.compression_ratio > 1)
+        ((6, 6), True)
+        """
+        from hyperspy.external.progressbar import progressbar
+
+        self._check_2d_patterns("register_spots")
+        bar = progressbar(
+            total=int(np.prod(self.data.shape[: self.axes_manager.navigation_dimension])),
+            disable=not _show(show_progressbar),
+            unit="pattern",
+            desc="Registering spots",
+        )
+        try:
+            return register_spots(
+                self.data,
+                prominence=prominence,
+                min_distance=min_distance,
+                max_radius=max_radius,
+                exclude=exclude,
+                show_progress=lambda done, _: bar.update(done - bar.n),
+            )
+        finally:
+            bar.close()
+
+    def epattern(self, spots: SpotTable | None = None, **register_options):
+        """Patterns redrawn from their registered spots only (ePattern reconstruction).
+
+        Every spot is drawn as a disc of its radius and intensity, so relative intensities are
+        kept and everything between spots (noise, diffuse background) is gone.  The result is
+        a new signal of this class with the same calibrations, the step recorded in
+        ``metadata.NMFDecide.preprocessing.steps`` (spots, compression ratio).  It is held in
+        memory: for a scan too large for that, sweep the table itself,
+        ``s.nmf_sweep(spots=table)``.
+
+        Parameters
+        ----------
+        spots : SpotTable, optional
+            From :meth:`register_spots`; registered here (with ``register_options``) if None.
+        **register_options
+            Passed to :meth:`register_spots`.
+
+        Examples
+        --------
+        >>> from hyperspy_nmfdecide.data import simulated_scan
+        >>> s = simulated_scan(nav_shape=(6, 6), pattern_size=32, random_state=0).signal
+        >>> clean = s.epattern()
+        >>> clean.data.shape == s.data.shape
+        True
+        >>> clean.metadata.NMFDecide.preprocessing.steps[-1]["step"]
+        'epattern'
+        """
+        if spots is None:
+            spots = self.register_spots(**register_options)
+        elif register_options:
+            raise TypeError("give either spots or registration options, not both")
+        self._check_spots(spots)
+        drawn = reconstruct(spots)
+        if self._lazy:
+            import dask.array as da
+
+            drawn = da.from_array(drawn, chunks=self.data.chunks)
+        out = self._deepcopy_with_new_data(drawn)
+        drop_stale_results(out)
+        steps = preprocessing_record(self) + [
+            {
+                "step": "epattern",
+                "n_spots": spots.n_spots,
+                "spots_per_pattern_median": float(np.median(spots.spots_per_pattern)),
+                "compression_ratio": float(spots.compression_ratio),
+                **spots.params,
+            }
+        ]
+        out.metadata.set_item(METADATA_PREPROCESSING + ".steps", steps)
+        out.title = f"{self.metadata.General.title} (ePattern)".strip()
+        return out
+
     def direct_beam_mask(self, radius: float, *, method: str = "blur", **kwargs) -> np.ndarray:
         """Boolean mask of a disc around the *found* direct beam (True = excluded).
 
@@ -470,6 +594,27 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
 
     # -- helpers -----------------------------------------------------------------------------
+    def _check_2d_patterns(self, method: str) -> None:
+        if self.axes_manager.signal_dimension != 2:
+            raise ValueError(
+                f"{method} needs 2-D patterns; this signal has signal dimension "
+                f"{self.axes_manager.signal_dimension}"
+            )
+
+    def _check_spots(self, spots) -> None:
+        if not isinstance(spots, SpotTable):
+            raise TypeError(f"spots must be a SpotTable (from register_spots), got {spots!r}")
+        nav_dim = self.axes_manager.navigation_dimension
+        shape = self.data.shape
+        if (
+            tuple(spots.nav_shape) != shape[:nav_dim]
+            or tuple(spots.signal_shape) != shape[nav_dim:]
+        ):
+            raise ValueError(
+                f"spots were registered on a scan of shape {tuple(spots.nav_shape)} × "
+                f"{tuple(spots.signal_shape)}, this signal is {shape[:nav_dim]} × {shape[nav_dim:]}"
+            )
+
     def _matrix_shape(self) -> tuple[int, int]:
         nav_dim = self.axes_manager.navigation_dimension
         shape = self.data.shape

@@ -174,6 +174,24 @@ def test_prepared_signal_keeps_the_class_and_its_beam_mask_reaches_the_sweep(sca
     np.testing.assert_array_equal(sweep_of(prepared, signal_mask=own, k_range=[1]).signal_mask, own)
 
 
+def test_epattern_spots_sweep_as_sparse_matrix_or_redrawn_patterns(scan, lazy):
+    s = make_signal(scan, lazy)
+    table = s.register_spots()
+    clean = s.epattern(table)
+    assert type(clean) is type(s) and clean.data.shape == s.data.shape
+    assert clean.metadata.NMFDecide.preprocessing.steps[-1]["n_spots"] == table.n_spots
+    assert clean.axes_manager[-1].scale == s.axes_manager[-1].scale
+    sparse_sweep = sweep_of(s, spots=table)
+    dense_sweep = sweep_of(clean)
+    np.testing.assert_allclose(sparse_sweep.best_loss, dense_sweep.best_loss, rtol=1e-3)
+    assert sparse_sweep.params["input"] == "spots (sparse)"
+    other = simulated_scan(nav_shape=(4, 4), pattern_size=32, random_state=0).signal
+    with pytest.raises(ValueError, match="registered on a scan of shape"):
+        other.nmf_sweep(spots=table)
+    with pytest.raises(TypeError, match="SpotTable"):
+        s.epattern(spots="table")
+
+
 def test_masks_from_arrays_and_signals(scan, lazy):
     s = make_signal(scan, lazy)
     beam = s.direct_beam_mask(radius=3)
