@@ -263,6 +263,13 @@ def _add_sweep_options(
         "squares, as Uesugi et al.), mu (Lee-Seung multiplicative updates, as Cao et al.)",
     )
     group.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="store the sweep's progress in DIR as it runs; the same command run again after "
+        "an interruption resumes there and gives exactly the uninterrupted result",
+    )
+    group.add_argument(
         "--mode",
         choices=("exact", "fast"),
         default="exact",
@@ -424,6 +431,13 @@ def _add_prepare_options(parser: argparse.ArgumentParser, *, beam_help: str) -> 
         f"--binning) around the direct beam, found on the mean prepared pattern: {beam_help}; "
         "0 keeps every pixel. --beam-radius is the former name of this option",
     )
+    group.add_argument(
+        "--epattern",
+        action="store_true",
+        help="last: register the Bragg spots of every pattern (ePattern) and sweep them as a "
+        "sparse matrix; decisions and phase maps then read the patterns redrawn from the "
+        "spots. Give --beam-mask too: the beam's jitter would take components",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -516,11 +530,16 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict:
     }
 
 
-def _run_sweep(signal, args, **extra):
+def _run_sweep(signal, args):
+    """The sweep (on the registered spots with ``--epattern``), and the signal it models."""
     _logger.info("NMF sweep: k = %s, %d restarts each", args.k, args.restarts)
     start = time.perf_counter()
+    extra = {"checkpoint": args.checkpoint}
+    if args.epattern:
+        table = signal.register_spots(show_progressbar=not args.quiet)
+        signal, extra["spots"] = signal.epattern(table), table
     sweep = signal.nmf_sweep(**_sweep_kwargs(args), **extra)
-    return sweep, time.perf_counter() - start
+    return signal, sweep, time.perf_counter() - start
 
 
 def _prepare_kwargs(args: argparse.Namespace, beam_radius: float | None) -> dict:
@@ -707,7 +726,7 @@ def _demo(args: argparse.Namespace) -> int:
     if radius is None:  # in pixels of the prepared pattern
         radius = DEMO_BEAM_RADIUS * pattern_size / (64 * (args.binning or 1))
     signal, t_prepare = _prepare(scan.signal, args, beam_radius=radius)
-    sweep, t_sweep = _run_sweep(signal, args)
+    signal, sweep, t_sweep = _run_sweep(signal, args)
 
     start = time.perf_counter()
     report = Report(args.out, f"nmfdecide demo: NMF sweep of a simulated scan ({args.size})")
@@ -887,7 +906,7 @@ def _analyze(args: argparse.Namespace) -> int:
             "--signal-type nmf_decide"
         )
     signal, t_prepare = _prepare(signal, args, beam_radius=args.beam_mask)
-    sweep, t_sweep = _run_sweep(signal, args)
+    signal, sweep, t_sweep = _run_sweep(signal, args)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     sweep_path = sweep.save(Path(args.out) / "sweep.npz")  # first: the costly part is kept
 

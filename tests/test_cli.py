@@ -179,6 +179,22 @@ def test_analyze_beam_radius_masks_the_beam(scan_file, tmp_path):
     assert [step["step"] for step in summary["preprocessing"]] == ["beam_mask"]
 
 
+def test_analyze_epattern_sweeps_the_spots_and_checkpoint_resumes(scan_file, tmp_path):
+    out, checkpoint = tmp_path / "out", tmp_path / "ckpt"
+    argv = ["analyze", str(scan_file), "--k", "1:3", "--out", str(out), "--beam-mask", "3"]
+    argv += ["--epattern", "--checkpoint", str(checkpoint), "--no-phases"]
+    assert main(argv + FAST) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [step["step"] for step in summary["preprocessing"]] == ["beam_mask", "epattern"]
+    assert summary["preprocessing"][1]["compression_ratio"] > 1
+    assert (checkpoint / "manifest.json").is_file()
+    first = NMFSweep.load(out / "sweep.npz")
+    assert first.params["input"] == "spots (sparse)"
+    # The same command again reads the finished checkpoint: the identical sweep.
+    assert main(argv + FAST) == 0
+    np.testing.assert_array_equal(NMFSweep.load(out / "sweep.npz").loss, first.loss)
+
+
 def test_analyze_preprocessing_steps_in_report(scan_file, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["analyze", str(scan_file), "--k", "2", "--out", str(out)]
