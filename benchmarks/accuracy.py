@@ -72,9 +72,10 @@ def suite_true_k(scan) -> int:
     return scan.true_k - 1 if scan.params.get("layout") == "grains" else scan.true_k
 
 
-def run_scan(spec) -> dict:
+def make_scan(spec):
+    """The simulated scan of one entry of :data:`SUITE`."""
     nav_shape, size, n_crystals, layout, background, dose, seed = spec
-    scan = simulated_scan(
+    return simulated_scan(
         nav_shape=nav_shape,
         pattern_size=size,
         n_crystals=n_crystals,
@@ -83,6 +84,11 @@ def run_scan(spec) -> dict:
         dose=dose,
         random_state=seed,
     )
+
+
+def run_scan(spec) -> dict:
+    size = spec[1]
+    scan = make_scan(spec)
     s = scan.signal
     true_k = suite_true_k(scan)
     start = time.perf_counter()
