@@ -4,12 +4,12 @@ ePattern (Folastre et al., Sci. Rep. 14, 12385, 2024; Cao et al. SI, algorithm S
 clean diffraction patterns from registered Bragg peaks.  Per pattern:
 
 1. **Detection.**  The pattern is blurred with a small Gaussian (a matched filter for spots
-   about a pixel wide); its excess over the local mean is divided by the pattern's own local
-   Poisson noise level, and the peaks whose *prominence* (height above the highest saddle
-   connecting them to a higher peak) exceeds ``prominence`` noise standard deviations are
-   kept.  Prominence rather than height keeps spots sitting on the halo or on an amorphous
-   ring while rejecting the noise ripples along the ring and on the flank of the direct
-   beam.
+   about a pixel wide); its excess over the local mean is divided by the pattern's own
+   local Poisson noise level, and the local maxima whose excess (their prominence above the
+   local background) reaches ``prominence`` noise standard deviations are spots.  The local
+   mean follows the direct beam's halo and the amorphous rings but leaves the spots out, so
+   a spot on a ring is measured against the ring, noise along the ring is not a spot, and a
+   bright spot does not hide its faint neighbours.
 2. **Refinement.**  Sub-pixel position by the intensity-weighted centre of mass of the
    background-subtracted pattern in a 7 × 7 window; radius = 2 × the spot's standard
    deviation (its second moment in that window), clipped to [1, ``max_radius``]; intensity =
@@ -49,7 +49,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage, sparse
 from skimage.feature import peak_local_max
-from skimage.morphology import h_maxima
 
 _logger = logging.getLogger(__name__)
 
@@ -58,12 +57,15 @@ __all__ = ["SpotTable", "reconstruct", "register_spots", "to_sparse"]
 #: Standard deviation of the Gaussian blur applied before peak finding, pixels: about that of
 #: a spot (a matched filter), small enough that spots 4 px apart stay two peaks.
 BLUR_SIGMA = 1.0
-#: Standard deviation of the Gaussian giving the local mean behind the Poisson noise level,
-#: pixels: wide enough that a spot raises it little, narrow enough to follow halo and rings.
+#: Standard deviation of the Gaussian giving the local mean (spots clipped) behind the
+#: Poisson noise level, pixels: narrow enough to follow the halo and the amorphous rings.
 NOISE_SCALE = 3.0
 #: Counts added to the local mean over the blur's effective area (4π σ²) before the noise
 #: level is taken: Poisson tails at < 1 count per pixel are heavier than Gaussian ones.
 NOISE_FLOOR_COUNTS = 2.0
+#: Pixels more than this many noise σ above the rolling-ball background are cut to it before
+#: the local mean is taken (spots must not raise the background of their neighbours).
+CLIP_SIGMAS = 3.0
 #: Side of the flat rolling ball (grey opening) estimating the background, pixels.
 BACKGROUND_SIZE = 13
 #: Half width of the centre-of-mass and second-moment window, pixels (a 7 × 7 window).
@@ -265,8 +267,9 @@ def register_spots(
         ``prominence`` to be in noise units.  A dask array is computed one chunk of whole
         patterns at a time.
     prominence : float
-        Smallest prominence of a registered spot, in units of the pattern's local noise
-        standard deviation (after the blur).  Higher: fewer false spots, fewer faint spots.
+        Smallest rise of a registered spot above the local background of its pattern (halo
+        and rings included), in units of the pattern's local noise standard deviation after
+        the blur.  Higher: fewer false spots, fewer faint spots.
     min_distance : int
         Smallest separation of two registered spots, pixels: a peak is kept only if it is
         the highest of the (2 min_distance + 1)² square around it.
@@ -430,6 +433,7 @@ _FIXED_PARAMS = {
     "blur_sigma": BLUR_SIGMA,
     "noise_scale": NOISE_SCALE,
     "noise_floor_counts": NOISE_FLOOR_COUNTS,
+    "clip_sigmas": CLIP_SIGMAS,
     "background_size": BACKGROUND_SIZE,
     "com_half_width": COM_HALF_WIDTH,
     "radius_per_sigma": RADIUS_PER_SIGMA,
@@ -447,10 +451,11 @@ def _register_stack(
 ) -> dict[str, np.ndarray]:
     """Spots of a (n, H, W) float64 stack; ``index`` is the pattern's index in the stack."""
     blurred = _blur(patterns, _gaussian_kernel(BLUR_SIGMA))
-    significance = _significance(patterns, blurred)
-    peaks = _prominent_peaks(significance, prominence, min_distance)
+    background = _background(blurred)
+    significance = _significance(patterns, blurred, background)
+    peaks = _peaks(significance, prominence, min_distance)
     peaks = peaks[~excluded[peaks[:, 1], peaks[:, 2]]]
-    residual = patterns - _background(blurred)
+    residual = patterns - background
     x, y, sigma = _centre_and_width(residual, peaks)
     radius = np.clip(RADIUS_PER_SIGMA * sigma, MIN_RADIUS, max_radius)
     intensity = _mean_inside(residual, peaks[:, 0], x, y, radius)
@@ -478,52 +483,42 @@ def _blur(stack: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return ndimage.correlate1d(out, kernel, axis=-2, mode="constant")
 
 
-def _significance(patterns: np.ndarray, blurred: np.ndarray) -> np.ndarray:
-    """Excess of the blurred patterns over their local mean, in Poisson noise units, ≥ 0.
+def _significance(patterns: np.ndarray, blurred: np.ndarray, background: np.ndarray):
+    """Excess of the blurred patterns over their local mean, in Poisson noise units.
 
     Why Poisson and not a robust global estimate such as the MAD of a high-pass: at a few
     hundred electrons per pattern most pixels hold 0 counts and the MAD is 0, and the noise
     is strongly heteroscedastic (the direct beam holds ~10³ times the counts per pixel of the
     periphery), so one level per pattern would flood the beam and halo with false peaks or
-    miss the faint outer spots.  Poisson variance equals the mean: the local mean comes from
-    a Gaussian of ``NOISE_SCALE`` px (it follows the halo and the rings, a spot raises it
-    little), plus ``NOISE_FLOOR_COUNTS`` over the blur's area so that one or two stray counts
-    in an empty periphery are not significant.  The variance of a blurred pixel is that mean
-    filtered by the squared blur weights (exact for independent pixels, also at the detector
-    edge, where the blur sees zeros).
-
-    The excess is clipped at 0: dips below the local mean are noise and must not count in a
-    peak's prominence (otherwise the highest noise peak of a spotless pattern would always
-    have the full range of the pattern as its prominence).
+    miss the faint outer spots.  Poisson variance equals the mean.  The local mean is a
+    Gaussian of ``NOISE_SCALE`` px of the pattern with its spots cut off (one κσ clipping
+    pass above the rolling-ball ``background``, as in astronomical source extraction): it
+    follows the halo and the amorphous rings, but a bright spot does not raise the mean of
+    its faint neighbours.  ``NOISE_FLOOR_COUNTS`` over the blur's area are added so that one
+    or two stray counts in an empty periphery are not significant.  The variance of a
+    blurred pixel is that mean filtered by the squared blur weights (exact for independent
+    pixels, also at the detector edge, where the blur sees zeros).
     """
     kernel = _gaussian_kernel(BLUR_SIGMA)
-    local_mean = ndimage.gaussian_filter(patterns, (0, NOISE_SCALE, NOISE_SCALE))
     floor = NOISE_FLOOR_COUNTS / (4 * math.pi * BLUR_SIGMA**2)
+    clipped = np.minimum(patterns, background + CLIP_SIGMAS * np.sqrt(background + floor))
+    local_mean = ndimage.gaussian_filter(clipped, (0, NOISE_SCALE, NOISE_SCALE))
     noise = np.sqrt(_blur(local_mean + floor, kernel**2))
-    return np.clip((blurred - _blur(local_mean, kernel)) / noise, 0, None)
+    return (blurred - _blur(local_mean, kernel)) / noise
 
 
-def _prominent_peaks(significance: np.ndarray, prominence: float, min_distance: int):
-    """(n, 3) (pattern, row, column) of local maxima with at least ``prominence``.
+def _peaks(significance: np.ndarray, prominence: float, min_distance: int) -> np.ndarray:
+    """Local maxima rising ``prominence`` above the local mean: (n, 3) pattern, row, column.
 
-    scikit-image does both steps: ``peak_local_max`` keeps the maxima of a
-    (2 min_distance + 1)² window of one pattern, ``h_maxima`` marks the maxima of dynamic ≥
-    ``prominence`` (run pattern by pattern: its reconstruction sorts every pixel, which is
-    several times slower on the whole stack at once).
+    scikit-image's ``peak_local_max``; its (2 min_distance + 1)² window spans one pattern.
     """
     window = 2 * min_distance + 1
-    maxima = peak_local_max(
+    return peak_local_max(
         significance,
         footprint=np.ones((1, window, window), dtype=bool),
         threshold_abs=prominence,
         exclude_border=False,
     )
-    prominent = np.zeros(len(maxima), dtype=bool)
-    for pattern in np.unique(maxima[:, 0]):
-        mine = maxima[:, 0] == pattern
-        dynamic = h_maxima(significance[pattern], prominence)
-        prominent[mine] = dynamic[maxima[mine, 1], maxima[mine, 2]].astype(bool)
-    return maxima[prominent]
 
 
 def _background(blurred: np.ndarray) -> np.ndarray:

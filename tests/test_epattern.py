@@ -188,10 +188,11 @@ def test_relative_intensities_are_kept():
 
 @pytest.mark.parametrize("mean", [0.2, 2.0, 20.0])
 def test_prominence_is_in_noise_units(mean):
-    # Spotless Poisson noise: no false spot at the default 4 σ, but some at 3 σ.
+    # Spotless Poisson noise: at most a false spot per ten patterns at the default 4 σ (they
+    # number 0.1-0.3 per pattern at 3.5 σ, 1-2 at 3 σ).
     noise = np.random.default_rng(1).poisson(mean, (50, SIZE, SIZE)).astype(np.float32)
-    assert register_spots(noise).n_spots <= 5
-    assert register_spots(noise, prominence=3.0).n_spots >= 10
+    assert register_spots(noise).n_spots <= 10
+    assert register_spots(noise, prominence=3.0).n_spots >= 40
 
 
 def test_compression_ratio_formula(table):
