@@ -448,9 +448,9 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         """Register the Bragg spots of every pattern (ePattern; Folastre et al. 2024).
 
         Per pattern, peaks rising more than ``prominence`` × the pattern's Poisson noise above
-        its local background, refined to sub-pixel positions by centre of mass, a radius from the spot's
-        width and an intensity from the mean value inside it.  A lazy scan is read one chunk
-        at a time.  See :func:`hyperspy_nmfdecide.epattern.register_spots`.
+        its local background, refined to sub-pixel positions by centre of mass, a radius from
+        the spot's width and an intensity from the mean value inside it.  A lazy scan is read
+        one chunk at a time.  See :func:`hyperspy_nmfdecide.epattern.register_spots`.
 
         Parameters
         ----------
