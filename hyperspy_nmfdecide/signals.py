@@ -136,7 +136,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
         sig_shape = self.data.shape[self.axes_manager.navigation_dimension :]
         nav_shape = self.data.shape[: self.axes_manager.navigation_dimension]
-        self._check_2d_patterns("nmf_sweep")
+        _check_2d_patterns(self, "nmf_sweep")
         if signal_mask is None and self.metadata.has_item(METADATA_PREPROCESSING_MASK):
             signal_mask = self.metadata.get_item(METADATA_PREPROCESSING_MASK)
             _logger.info("nmf_sweep: using the beam mask recorded by prepare_for_nmf")
@@ -476,7 +476,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         """
         from hyperspy.external.progressbar import progressbar
 
-        self._check_2d_patterns("register_spots")
+        _check_2d_patterns(self, "register_spots")
         bar = progressbar(
             total=int(np.prod(self.data.shape[: self.axes_manager.navigation_dimension])),
             disable=not _show(show_progressbar),
@@ -594,13 +594,6 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
 
     # -- helpers -----------------------------------------------------------------------------
-    def _check_2d_patterns(self, method: str) -> None:
-        if self.axes_manager.signal_dimension != 2:
-            raise ValueError(
-                f"{method} needs 2-D patterns; this signal has signal dimension "
-                f"{self.axes_manager.signal_dimension}"
-            )
-
     def _check_spots(self, spots) -> None:
         if not isinstance(spots, SpotTable):
             raise TypeError(f"spots must be a SpotTable (from register_spots), got {spots!r}")
@@ -664,6 +657,14 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
 class LazyNMFDecideDiffraction2D(LazyElectronDiffraction2D, NMFDecideDiffraction2D):
     """Lazy (dask-backed) twin of :class:`NMFDecideDiffraction2D`."""
+
+
+def _check_2d_patterns(signal, method: str) -> None:
+    if signal.axes_manager.signal_dimension != 2:
+        raise ValueError(
+            f"{method} needs 2-D patterns; this signal has signal dimension "
+            f"{signal.axes_manager.signal_dimension}"
+        )
 
 
 def _show(show_progressbar: bool | None) -> bool:
