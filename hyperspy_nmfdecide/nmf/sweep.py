@@ -151,13 +151,14 @@ def run_sweep(
         Rows of X per chunk of a pass (default: ~32 MiB, or the dask chunks).
     batch_bytes
         Memory for the stacked loadings and factors of one batch of runs.
-    refine_tol
-        The minimum-MSE run of each k, once every run has stopped, goes on from where it
-        stopped until its relative decrease falls below ``refine_tol`` (default ``tol / 10``)
-        or it has had ``max_iter`` passes in all.  All k advance together, so this costs a
-        few passes of Σk columns next to the sweep's restarts × Σk.  Without it the kept run
-        stopped at the first flat pass (often after 10–40 passes of an NNDSVD start) and
-        scikit-learn's coordinate descent, whose rule is far stricter, reached a lower MSE.
+    refine_runs, refine_tol
+        The ``refine_runs`` lowest-MSE runs of each k (default 1; 0: none), once every run
+        has stopped, go on from where they stopped until their relative decrease falls below
+        ``refine_tol`` (default ``tol / 10``) or they have had ``max_iter`` passes in all.
+        All k advance together, so this costs a few passes of Σk columns next to the sweep's
+        restarts × Σk.  Without it the kept run stopped at the first flat pass (often after
+        10–40 passes of an NNDSVD start) and scikit-learn's coordinate descent, whose rule is
+        far stricter, reached a lower MSE.
     checkpoint
         Directory where every finished batch of runs (and stage) is stored as it completes,
         with a snapshot of the running batch every ``checkpoint_interval`` seconds.  Run the
