@@ -229,7 +229,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         start fitting noise: how many components of the Poisson-scaled data rise above the
         largest singular value of pure noise at the data's own noise level (the decision with
         ``method="noise"``, the default: exact on all 18 scans of the accuracy suite, where the
-        IQA rule was exact on 12 and the elbow on 3; see the README), beside IQA metrics between raw
+        IQA rule was exact on 12 and the elbow on 2; see the README), beside IQA metrics between raw
         and reconstructed patterns and between neighbouring k, the residual's NSD against the
         Poisson noise level, and the share of restarts reaching the minimum.
 
