@@ -115,14 +115,9 @@ class DenseOperator:
         drop_dark: bool = True,
         chunk_rows: int | None = None,
     ) -> None:
-        if data.ndim != 2:
-            raise ValueError(f"data must be 2-D (n_probe, n_pixel), got shape {data.shape}")
-        if negative_values not in ("raise", "clip"):
-            raise ValueError(f"negative_values must be 'raise' or 'clip', got {negative_values!r}")
-        n_full, p_full = data.shape
-        self.full_shape = (n_full, p_full)
-        self.row_keep = _keep(row_mask, n_full, "navigation_mask")
-        self.col_keep = _keep(col_mask, p_full, "signal_mask")
+        self.full_shape, self.row_keep, self.col_keep = _checked_layout(
+            data, row_mask, col_mask, negative_values
+        )
         self.clip = negative_values == "clip"
         self.lazy = _is_dask(data)
         self._data = data
@@ -286,15 +281,11 @@ class SparseOperator:
     ) -> None:
         from scipy import sparse
 
-        if data.ndim != 2:
-            raise ValueError(f"data must be 2-D (n_probe, n_pixel), got shape {data.shape}")
-        if negative_values not in ("raise", "clip"):
-            raise ValueError(f"negative_values must be 'raise' or 'clip', got {negative_values!r}")
+        self.full_shape, self.row_keep, self.col_keep = _checked_layout(
+            data, row_mask, col_mask, negative_values
+        )
         if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data.data):
             raise TypeError(f"data must be real numbers, got dtype {data.dtype}")
-        self.full_shape = data.shape
-        self.row_keep = _keep(row_mask, data.shape[0], "navigation_mask")
-        self.col_keep = _keep(col_mask, data.shape[1], "signal_mask")
         matrix = sparse.csr_matrix(data, dtype=DTYPE, copy=True)
         matrix = matrix[np.flatnonzero(self.row_keep)][:, np.flatnonzero(self.col_keep)]
         values = matrix.data
@@ -397,6 +388,18 @@ class LowRankOperator:
 
     def dense(self, chunk: np.ndarray) -> np.ndarray:
         return chunk @ self.g
+
+
+def _checked_layout(data, row_mask, col_mask, negative_values: str):
+    """``(full_shape, row_keep, col_keep)`` of a 2-D data matrix, arguments checked."""
+    if data.ndim != 2:
+        raise ValueError(f"data must be 2-D (n_probe, n_pixel), got shape {data.shape}")
+    if negative_values not in ("raise", "clip"):
+        raise ValueError(f"negative_values must be 'raise' or 'clip', got {negative_values!r}")
+    n_full, p_full = data.shape
+    row_keep = _keep(row_mask, n_full, "navigation_mask")
+    col_keep = _keep(col_mask, p_full, "signal_mask")
+    return (n_full, p_full), row_keep, col_keep
 
 
 def _keep(mask: np.ndarray | None, size: int, name: str) -> np.ndarray:

@@ -246,22 +246,28 @@ def run_sweep(
             runs[k, r] = random_start(entropy, k, r, (n, p), operator.stats.mean, solver)
         runs[k, -1] = Run(*nndsvd_start(svd, k, fill=np.sqrt(rms / k) / 10))
 
+    def fit_in_stages(prefix: str, keys: list, fit_operator, stage_tol: float, budgeted: bool):
+        """Fit ``keys`` in memory-sized batches, each a checkpoint stage."""
+        for i, batch in enumerate(_batches(keys, n, p, batch_bytes)):
+            budget = [max_iter - runs[key].n_iter for key in batch] if budgeted else None
+            stages.run(
+                f"{prefix}{i:04d}",
+                runs,
+                batch,
+                lambda **resuming: fit_runs(
+                    fit_operator,
+                    [runs[key] for key in batch],
+                    solver=solver,
+                    max_iter=max_iter,
+                    tol=stage_tol,
+                    passes_left=budget,
+                    on_iteration=lambda *_: progress.passes(1),
+                    **resuming,
+                ),
+            )
+
     fit_operator = operator if mode == "exact" else _compressed(svd, operator.stats)
-    for i, batch in enumerate(_batches(list(runs), n, p, batch_bytes)):
-        stages.run(
-            f"batch{i:04d}",
-            runs,
-            batch,
-            lambda **resuming: fit_runs(
-                fit_operator,
-                [runs[key] for key in batch],
-                solver=solver,
-                max_iter=max_iter,
-                tol=tol,
-                on_iteration=lambda *_: progress.passes(1),
-                **resuming,
-            ),
-        )
+    fit_in_stages("batch", list(runs), fit_operator, tol, budgeted=False)
     if mode == "fast":
         stages.run(
             "polish",
@@ -283,22 +289,8 @@ def run_sweep(
     for key in kept:
         runs[key].converged = False
     # The kept runs go on at a finer tol, within their max_iter budget, all k together.
-    for i, batch in enumerate(_batches(kept, n, p, batch_bytes)):
-        stages.run(
-            f"refine{i:04d}",
-            runs,
-            batch,
-            lambda **resuming: fit_runs(
-                operator,
-                [runs[key] for key in batch],
-                solver=solver,
-                max_iter=max_iter,
-                tol=tol / 10 if refine_tol is None else refine_tol,
-                passes_left=[max_iter - runs[key].n_iter for key in batch],
-                on_iteration=lambda *_: progress.passes(1),
-                **resuming,
-            ),
-        )
+    refine = tol / 10 if refine_tol is None else refine_tol
+    fit_in_stages("refine", kept, operator, refine, budgeted=True)
     return _collect(operator, runs, k_values, n_restarts, pca, entropy)
 
 
