@@ -3,9 +3,10 @@
 Per iteration, for all active runs stacked into one factor matrix ``H_s`` (T × p, T = Σ k over
 runs):
 
-1. one pass over navigation chunks ``X_c``: ``A = X_c H_sᵀ`` (one wide GEMM), the loadings rows of
-   the chunk updated, then ``Wᵀ X += W_cᵀ X_c`` (the second wide GEMM) and ``Wᵀ W`` accumulated
-   while the chunk is in cache;
+1. one pass over navigation chunks ``X_c`` (:func:`_chunk_pass`, run by the operator in this
+   process or on a dask cluster): ``A = X_c H_sᵀ`` (one wide GEMM), the chunk's block of the
+   loadings updated, then ``W_cᵀ X_c`` (the second wide GEMM) and ``W_cᵀ W_c`` while the chunk
+   is in cache, summed over chunks;
 2. the exact loss of every run from products already at hand:
    ``‖X − WH‖² = ‖X‖² − 2⟨WᵀX, H⟩ + ⟨WᵀW, HHᵀ⟩``;
 3. runs whose relative loss decrease fell below ``tol`` stop and leave the stack (their last
@@ -80,20 +81,24 @@ class FitState:
 class _Stack:
     """Runs side by side: loadings transposed (T, n) and factors grouped by k.
 
+    The loadings are held as one block of columns per chunk of X (``blocks``), where the
+    operator keeps them: in this process, or on the cluster worker that holds the chunk.
+
     A run that stops is written back to its :class:`Run` and marked dead; it keeps its columns
     (their further updates are ignored) until dead columns are a quarter of the stack, when
     :meth:`compact` gathers the live ones.  Rebuilding at every stop copied the whole stack
     once per finishing run.
     """
 
-    def __init__(self, runs: list[Run], p: int) -> None:
+    def __init__(self, runs: list[Run], operator) -> None:
+        p = operator.shape[1]
         by_k: dict[int, list[Run]] = {}
         for run in runs:
             by_k.setdefault(run.k, []).append(run)
+        self.operator = operator
         self.runs = [run for k in sorted(by_k) for run in by_k[k]]
-        self.wt = np.ascontiguousarray(
-            np.concatenate([run.w.T for run in self.runs], axis=0), dtype=DTYPE
-        )
+        wt = np.concatenate([run.w.T for run in self.runs], axis=0).astype(DTYPE, copy=False)
+        self.blocks = operator.split_rows(wt)
         factors = {
             k: np.stack([r.h if r.h is not None else np.zeros((k, p), DTYPE) for r in members])
             for k, members in by_k.items()
@@ -111,25 +116,26 @@ class _Stack:
         self.alive = np.ones(len(self.runs), dtype=bool)
 
     @classmethod
-    def restore(cls, runs: list[Run], state: FitState) -> _Stack:
+    def restore(cls, runs: list[Run], state: FitState, operator) -> _Stack:
         """The stack a :class:`FitState` was taken from, over these ``runs`` (in its order)."""
         stack = cls.__new__(cls)
+        stack.operator = operator
         stack.runs = runs
-        stack.wt = state.wt
+        stack.blocks = operator.split_rows(state.wt)
         counts = dict(state.counts)
         stack._set_groups(counts, dict(zip(counts, state.factors)))
         stack.alive = np.array(state.alive, dtype=bool)
         return stack
 
     def state(self, iteration: int, runs: list[Run]) -> FitState:
-        """A :class:`FitState` before pass ``iteration`` (arrays shared, not copied)."""
+        """A :class:`FitState` before pass ``iteration`` (factor arrays shared, not copied)."""
         index = {id(run): i for i, run in enumerate(runs)}
         live = {id(run) for run, alive in zip(self.runs, self.alive) if alive}
         return FitState(
             iteration=iteration,
             order=np.array([index[id(run)] for run in self.runs], dtype=np.int64),
             alive=self.alive,
-            wt=self.wt,
+            wt=self.operator.join_rows(self.blocks),
             counts=[(k, count) for k, count, _, _ in self.groups],
             factors=[h for _, _, _, h in self.groups],
             histories=[np.asarray(run.history, dtype=np.float64) for run in runs],
@@ -151,13 +157,19 @@ class _Stack:
     def retire(self, positions: Sequence[int]) -> None:
         """Write the runs at these positions back to their :class:`Run` and mark them dead."""
         wanted = set(positions)
-        n = self.wt.shape[1]
-        for position, k, r, cols, h in self._members():
-            if position in wanted:
-                run = self.runs[position]
-                run.w = np.ascontiguousarray(self.wt[cols].reshape(-1, k, n)[r].T)
-                run.h = np.array(h[r])
-                self.alive[position] = False
+        leaving = [member for member in self._members() if member[0] in wanted]
+        if not leaving:
+            return
+        rows = np.concatenate([cols.start + r * k + np.arange(k) for _, k, r, cols, _ in leaving])
+        taken = self.operator.map_blocks(_take_rows, self.blocks, rows)
+        loadings_t = self.operator.join_rows(taken)
+        start = 0
+        for position, k, r, _, h in leaving:
+            run = self.runs[position]
+            run.w = np.ascontiguousarray(loadings_t[start : start + k].T)
+            run.h = np.array(h[r])
+            self.alive[position] = False
+            start += k
 
     def dead_fraction(self) -> float:
         dead = sum(self.runs[i].k for i in np.flatnonzero(~self.alive))
@@ -174,8 +186,13 @@ class _Stack:
                 rows.append(base)
                 counts[k], factors[k] = live.size, h[live]
         self.runs = [run for run, alive in zip(self.runs, self.alive) if alive]
-        self.wt = self.wt[np.concatenate(rows)]
+        self.blocks = self.operator.map_blocks(_take_rows, self.blocks, np.concatenate(rows))
         self._set_groups(counts, factors)
+
+
+def _take_rows(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A task on one block of the loadings: these rows (a copy)."""
+    return block[rows]
 
 
 def fit_runs(
@@ -196,7 +213,7 @@ def fit_runs(
     Parameters
     ----------
     operator
-        A :class:`~hyperspy_nmfdecide.nmf.operators.DenseOperator` or ``LowRankOperator``.
+        An operator of ``operators.py`` (or a ``cluster.ClusterOperator``).
     runs
         Starting points; updated in place and returned.
     solver
@@ -237,7 +254,6 @@ def fit_runs(
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    p = operator.shape[1]
     caps = [max_iter] * len(runs) if passes_left is None else [int(c) for c in passes_left]
     if len(caps) != len(runs) or any(not 1 <= cap <= max_iter for cap in caps):
         raise ValueError(
@@ -248,9 +264,9 @@ def fit_runs(
         return runs
     cap_of = {id(run): cap for run, cap in zip(runs, caps)}
     if resume is not None:
-        stack, start = _resumed(runs, resume), resume.iteration
+        stack, start = _resumed(runs, resume, operator), resume.iteration
     else:
-        stack, start = _Stack(pending, p), 0
+        stack, start = _Stack(pending, operator), 0
         # Uesugi's ALS starts from random loadings only: one pass computes the first factors.
         if any(run.h is None for run in stack.runs):
             wtx, wtw, _ = _pass(operator, stack, solver, update_loadings=False)
@@ -285,7 +301,7 @@ def fit_runs(
     return runs
 
 
-def _resumed(runs: list[Run], state: FitState) -> _Stack:
+def _resumed(runs: list[Run], state: FitState, operator) -> _Stack:
     """Put the runs back as ``state`` recorded them, and rebuild its stack."""
     if len(state.histories) != len(runs) or state.order.max(initial=-1) >= len(runs):
         raise ValueError(f"the saved fit state is for {len(state.histories)} runs, not {len(runs)}")
@@ -293,12 +309,12 @@ def _resumed(runs: list[Run], state: FitState) -> _Stack:
         run.history, run.converged = [float(v) for v in history], bool(converged)
     for i, (w, h) in state.finished.items():
         runs[i].w, runs[i].h = w, h
-    return _Stack.restore([runs[i] for i in state.order], state)
+    return _Stack.restore([runs[i] for i in state.order], state, operator)
 
 
 def evaluate_mse(operator, runs: list[Run]) -> np.ndarray:
     """Exact MSE of each run's current ``(w, h)`` on the operator's X, in one pass."""
-    stack = _Stack(runs, operator.shape[1])
+    stack = _Stack(runs, operator)
     wtx, wtw, hht = _pass(operator, stack, "hals", update_loadings=False)
     by_run = dict(zip(map(id, stack.runs), _stack_mse(operator, stack, wtx, wtw, hht)))
     return np.array([by_run[id(run)] for run in runs])
@@ -310,11 +326,13 @@ def direct_mse(operator, run: Run) -> float:
     The loss identity used during the fit loses relative precision when the MSE is many orders
     below ``‖X‖² / (n p)`` (float32 cancellation); the kept runs are reported with this value.
     """
-    total = 0.0
-    for rows, chunk in operator.chunks():
-        residual = operator.dense(chunk) - run.w[rows] @ run.h
-        total += float(np.einsum("ij,ij->", residual, residual, dtype=np.float64))
+    _, total = operator.map_reduce(_chunk_squared_error, operator.split_rows(run.w.T), h=run.h)
     return total / operator.stats.n_elements
+
+
+def _chunk_squared_error(products, chunk, wt_block: np.ndarray, *, h: np.ndarray):
+    residual = products.dense(chunk) - wt_block.T @ h
+    return None, float(np.einsum("ij,ij->", residual, residual, dtype=np.float64))
 
 
 def _stack_mse(operator, stack: _Stack, wtx: np.ndarray, wtw: dict, hht: dict) -> np.ndarray:
@@ -333,20 +351,38 @@ def _stack_mse(operator, stack: _Stack, wtx: np.ndarray, wtw: dict, hht: dict) -
 
 def _pass(operator, stack: _Stack, solver: str, *, update_loadings: bool):
     """One pass over the chunks of X: ``Wᵀ X`` (T, p), and ``Wᵀ W`` and ``H Hᵀ`` per k."""
-    h_stack = stack.h_stack()
     hht = {k: np.matmul(h, h.transpose(0, 2, 1)) for k, _, _, h in stack.groups}
-    acc = operator.wtx_accumulator(stack.n_columns)
-    wtw = {k: np.zeros((count, k, k), dtype=np.float64) for k, count, _, _ in stack.groups}
-    for rows, chunk in operator.chunks():
-        wt_chunk = stack.wt[:, rows]
-        n_c = wt_chunk.shape[1]
-        if update_loadings:
-            hxt = operator.h_times_xt(chunk, h_stack)
-            for k, count, cols, _ in stack.groups:
-                shape = (count, k, n_c)
-                update_w(solver, wt_chunk[cols].reshape(shape), hxt[cols].reshape(shape), hht[k])
-        operator.accumulate_wtx(chunk, wt_chunk, acc)
-        for k, count, cols, _ in stack.groups:
-            wt_group = wt_chunk[cols].reshape(count, k, n_c)
-            wtw[k] += np.matmul(wt_group, wt_group.transpose(0, 2, 1))
-    return operator.finish_wtx(acc), wtw, hht
+    stack.blocks, (wtx, wtw) = operator.map_reduce(
+        _chunk_pass,
+        stack.blocks,
+        h_stack=stack.h_stack(),
+        hht=hht,
+        layout=[(k, count, cols) for k, count, cols, _ in stack.groups],
+        solver=solver,
+        update_loadings=update_loadings,
+        in_place=operator.in_place,
+    )
+    return operator.finish_wtx(wtx), wtw, hht
+
+
+def _chunk_pass(
+    products, chunk, wt_block, *, h_stack, hht, layout, solver, update_loadings, in_place
+):
+    """The work of one chunk in a pass: its loadings block updated, ``W_cᵀ X_c``, ``W_cᵀ W_c``.
+
+    Returns the new block and the partial sums ``(W_cᵀ X_c, {k: W_cᵀ W_c})``; the block is
+    updated in place when the operator allows it (in this process), else on a copy.
+    """
+    if not in_place:
+        wt_block = wt_block.copy()
+    n_c = wt_block.shape[1]
+    if update_loadings:
+        hxt = products.h_times_xt(chunk, h_stack)
+        for k, count, cols in layout:
+            shape = (count, k, n_c)
+            update_w(solver, wt_block[cols].reshape(shape), hxt[cols].reshape(shape), hht[k])
+    wtw = {}
+    for k, count, cols in layout:
+        group = wt_block[cols].reshape(count, k, n_c)
+        wtw[k] = np.matmul(group, group.transpose(0, 2, 1)).astype(np.float64)
+    return wt_block, (products.wt_times_x(chunk, wt_block), wtw)

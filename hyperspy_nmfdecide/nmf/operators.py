@@ -1,8 +1,11 @@
 """Views of the data matrix X (n_probe × n_pixel) as a stream of navigation chunks.
 
-Every solver touches X only through an operator's :meth:`~DenseOperator.chunks`, so eager
-(numpy), lazy (dask) and compressed (low-rank) data share one code path: one pass over the
-chunks computes ``X_c Hᵀ`` for the rows of the chunk and accumulates ``Wᵀ X`` for all restarts.
+Every solver touches X only through an operator's :meth:`~InProcessChunks.map_reduce`: a
+function applied to each navigation chunk ``X_c`` with that chunk's block of another matrix (the
+loadings rows), returning a new block and a partial sum.  In this process the chunks are visited
+one after another (eager numpy, lazy dask streamed from disk, sparse, compressed); on a dask
+cluster (:mod:`.cluster`) the same function runs where each chunk lives.  So eager, lazy,
+out-of-core and distributed sweeps share one code path.
 
 Masks follow HyperSpy's convention: ``True`` marks an entry that is *excluded*.  Masked and
 all-dark pixels are dropped from X (not zeroed) and restored as zeros by the caller.
@@ -11,7 +14,7 @@ all-dark pixels are dropped from X (not zeroed) and restored as zeros by the cal
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +79,84 @@ def _check_values(minimum: float, has_nan: bool, has_inf: bool, negative: str) -
         )
 
 
-class DenseOperator:
+class DenseProducts:
+    """The two products of a pass for a dense chunk ``X_c`` (n_c, p)."""
+
+    def h_times_xt(self, chunk: np.ndarray, h_stack: np.ndarray) -> np.ndarray:
+        """``H X_cᵀ`` for one chunk: (T, n_c), the transpose of ``X_c Hᵀ``."""
+        return h_stack @ chunk.T
+
+    def wt_times_x(self, chunk: np.ndarray, wt_chunk: np.ndarray) -> np.ndarray:
+        """``W_cᵀ X_c`` (T, p) of one chunk, given ``wt_chunk = W_cᵀ`` (T, n_c)."""
+        return wt_chunk @ chunk
+
+    def finish_wtx(self, wtx: np.ndarray) -> np.ndarray:
+        """``Wᵀ X`` (T, p) from the sum of :meth:`wt_times_x` over chunks."""
+        return wtx
+
+    def dense(self, chunk: np.ndarray) -> np.ndarray:
+        """The rows of X that a chunk stands for."""
+        return chunk
+
+
+class InProcessChunks:
+    """Chunk tasks run in this process, one chunk after another.
+
+    Subclasses provide ``chunks()`` and ``row_slices`` (the kept rows of each chunk, in order).
+    A block is a matrix's columns for one chunk's rows: ``(T, n_c)`` for the loadings.
+    """
+
+    #: Blocks may be updated in place (a cluster copies them: a task must not edit its input).
+    in_place = True
+
+    def map_reduce(self, task: Callable, blocks: Sequence | None = None, **shared):
+        """``task(products, X_c, block, **shared) -> (new_block, partial)`` over every chunk.
+
+        Returns the list of new blocks and the sum of the partials (arrays, or dicts and tuples
+        of arrays, summed entry by entry; ``None`` partials give ``None``).
+        """
+        blocks = [None] * len(self.row_slices) if blocks is None else blocks
+        kept, total = [], None
+        for (_, chunk), block in zip(self.chunks(), blocks):
+            new_block, partial = task(self, chunk, block, **shared)
+            kept.append(new_block)
+            total = partial if total is None else add_partials(total, partial)
+        return kept, total
+
+    def map_blocks(self, task: Callable, blocks: Sequence, *args) -> list:
+        """``task(block, *args)`` for every block, where the block is."""
+        return [task(block, *args) for block in blocks]
+
+    def split_rows(self, matrix_t: np.ndarray) -> list:
+        """Blocks ``matrix_t[:, rows]`` (contiguous) of a (T, n) matrix, one per chunk."""
+        return [np.ascontiguousarray(matrix_t[:, rows]) for rows in self.row_slices]
+
+    def join_rows(self, blocks: Sequence) -> np.ndarray:
+        """The (T, n) matrix that :meth:`split_rows` split."""
+        return np.concatenate(self.gather(blocks), axis=1)
+
+    def gather(self, blocks: Sequence) -> list[np.ndarray]:
+        """The blocks' values, in this process."""
+        return list(blocks)
+
+
+def add_partials(total, partial):
+    """``total += partial`` for arrays, dicts and tuples of arrays (in place where it can)."""
+    if partial is None:
+        return total
+    if isinstance(total, tuple):
+        return tuple(add_partials(a, b) for a, b in zip(total, partial))
+    if isinstance(total, dict):
+        return {key: add_partials(total[key], partial[key]) for key in total}
+    total += partial
+    return total
+
+
+def _row_slices(n: int, chunk_rows: int) -> list[slice]:
+    return [slice(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
+
+
+class DenseOperator(DenseProducts, InProcessChunks):
     """The data matrix, eager or lazy, with masks applied chunk by chunk.
 
     Parameters
@@ -163,6 +243,7 @@ class DenseOperator:
         self._matrix = matrix
         n, p = matrix.shape
         self.chunk_rows = chunk_rows or max(1, DEFAULT_CHUNK_BYTES // (4 * max(p, 1)))
+        self.row_slices = _row_slices(n, self.chunk_rows)
         sq = float(np.einsum("ij,ij->", matrix, matrix, dtype=np.float64))
         total = float(matrix.sum(dtype=np.float64))
         self.stats = MatrixStats(sq, n, p, n_loss_cols, total)
@@ -198,6 +279,9 @@ class DenseOperator:
             self.col_keep = self.col_keep.copy()
             self.col_keep[cols[colmax <= 0]] = False
         self._row_offsets = np.concatenate([[0], np.cumsum(x.chunks[0])])
+        kept_per_chunk = np.add.reduceat(self.row_keep, self._row_offsets[:-1])
+        bounds = np.cumsum([0, *kept_per_chunk[kept_per_chunk > 0]])
+        self.row_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         n = int(self.row_keep.sum())
         p = int(self.col_keep.sum())
         self.chunk_rows = int(max(x.chunks[0]))
@@ -211,47 +295,23 @@ class DenseOperator:
     def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
         """Yield ``(rows, X_c)``: a slice of kept rows and that float32 block of X."""
         if not self.lazy:
-            n = self._matrix.shape[0]
-            for start in range(0, n, self.chunk_rows):
-                stop = min(start + self.chunk_rows, n)
-                yield slice(start, stop), self._matrix[start:stop]
+            for rows in self.row_slices:
+                yield rows, self._matrix[rows]
             return
+        for rows, block in zip(self.row_slices, self._lazy_blocks()):
+            yield rows, np.asarray(block.compute())
+
+    def _lazy_blocks(self) -> Iterator:
+        """The kept rows and pixels of each dask chunk that keeps any, as float32 dask arrays."""
         cols = np.flatnonzero(self.col_keep)
-        compact_start = 0
         for i in range(len(self._row_offsets) - 1):
-            lo, hi = self._row_offsets[i], self._row_offsets[i + 1]
-            keep = self.row_keep[lo:hi]
-            if not keep.any():
-                continue
-            block = np.asarray(self._data.blocks[i].compute())
-            block = block[np.flatnonzero(keep)][:, cols].astype(DTYPE, copy=False)
-            if self.clip:
-                np.maximum(block, 0, out=block)
-            stop = compact_start + block.shape[0]
-            yield slice(compact_start, stop), block
-            compact_start = stop
-
-    def h_times_xt(self, chunk: np.ndarray, h_stack: np.ndarray) -> np.ndarray:
-        """``H X_cᵀ`` for one chunk: (T, n_c), the transpose of ``X_c Hᵀ``."""
-        return h_stack @ chunk.T
-
-    def accumulate_wtx(self, chunk: np.ndarray, wt_chunk: np.ndarray, out: np.ndarray) -> None:
-        """Add ``W_cᵀ X_c`` to ``out`` (T, p), given ``wt_chunk = W_cᵀ`` (T, n_c)."""
-        out += wt_chunk @ chunk
-
-    def finish_wtx(self, acc: np.ndarray) -> np.ndarray:
-        """Turn the accumulator of :meth:`accumulate_wtx` into ``Wᵀ X`` (T, p)."""
-        return acc
-
-    def wtx_accumulator(self, n_columns: int) -> np.ndarray:
-        return np.zeros((n_columns, self.stats.n_cols), dtype=DTYPE)
-
-    def dense(self, chunk: np.ndarray) -> np.ndarray:
-        """The rows of X that a chunk stands for."""
-        return chunk
+            keep = np.flatnonzero(self.row_keep[self._row_offsets[i] : self._row_offsets[i + 1]])
+            if keep.size:
+                block = self._data.blocks[i][keep][:, cols].astype(DTYPE)
+                yield block.clip(0, None) if self.clip else block
 
 
-class SparseOperator:
+class SparseOperator(InProcessChunks):
     """A sparse data matrix (scipy CSR), e.g. patterns redrawn from registered spots (ePattern).
 
     Products cost ``O(nnz · T)`` instead of ``O(n p T)``: the sweep's cost follows the number
@@ -310,6 +370,7 @@ class SparseOperator:
         self._matrix = matrix.tocsr()
         n, p = matrix.shape
         self.chunk_rows = chunk_rows or max(1, DEFAULT_CHUNK_BYTES // (8 * max(p, 1)))
+        self.row_slices = _row_slices(n, self.chunk_rows)
         squared_norm = float(np.sum(matrix.data.astype(np.float64) ** 2))
         total = float(matrix.data.sum(dtype=np.float64))
         self.stats = MatrixStats(squared_norm, n, p, n_loss_cols, total)
@@ -319,37 +380,42 @@ class SparseOperator:
         return self.stats.n_rows, self.stats.n_cols
 
     def chunks(self) -> Iterator[tuple[slice, object]]:
-        n = self._matrix.shape[0]
-        for start in range(0, n, self.chunk_rows):
-            stop = min(start + self.chunk_rows, n)
-            yield slice(start, stop), self._matrix[start:stop]
+        for rows in self.row_slices:
+            yield rows, self._matrix[rows]
 
     def h_times_xt(self, chunk, h_stack: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray((chunk @ h_stack.T).T)
 
-    def accumulate_wtx(self, chunk, wt_chunk: np.ndarray, out: np.ndarray) -> None:
-        out += (chunk.T @ wt_chunk.T).T
+    def wt_times_x(self, chunk, wt_chunk: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray((chunk.T @ wt_chunk.T).T)
 
-    def finish_wtx(self, acc: np.ndarray) -> np.ndarray:
-        return acc
-
-    def wtx_accumulator(self, n_columns: int) -> np.ndarray:
-        return np.zeros((n_columns, self.stats.n_cols), dtype=DTYPE)
+    def finish_wtx(self, wtx: np.ndarray) -> np.ndarray:
+        return wtx
 
     def dense(self, chunk) -> np.ndarray:
         return chunk.toarray()
 
 
 def make_operator(data, **options) -> DenseOperator | SparseOperator:
-    """The operator for ``data``: :class:`SparseOperator` for scipy sparse matrices."""
+    """The operator for ``data``.
+
+    :class:`SparseOperator` for scipy sparse matrices; for a dask array while a
+    ``dask.distributed`` client is active, a :class:`~.cluster.ClusterOperator` (X held and
+    worked on by the cluster); else :class:`DenseOperator`.
+    """
     from scipy import sparse
+
+    from .cluster import ClusterOperator, active_client
 
     if sparse.issparse(data):
         return SparseOperator(data, **options)
+    client = active_client() if _is_dask(data) else None
+    if client is not None:
+        return ClusterOperator(data, client, **options)
     return DenseOperator(data, **options)
 
 
-class LowRankOperator:
+class LowRankOperator(InProcessChunks):
     """A rank-l surrogate ``X̃ = U G`` of the data (``G = S Vᵀ``), for ``mode="fast"``.
 
     Products cost ``O(n l T)`` instead of ``O(n p T)``: with l ≈ k_max + 25 ≪ p this is the
@@ -366,6 +432,7 @@ class LowRankOperator:
         self.g = np.ascontiguousarray(g, dtype=DTYPE)
         self.stats = stats
         self.lazy = False
+        self.row_slices = [slice(0, self.u.shape[0])]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -377,14 +444,11 @@ class LowRankOperator:
     def h_times_xt(self, chunk: np.ndarray, h_stack: np.ndarray) -> np.ndarray:
         return (h_stack @ self.g.T) @ chunk.T
 
-    def accumulate_wtx(self, chunk: np.ndarray, wt_chunk: np.ndarray, out: np.ndarray) -> None:
-        out += wt_chunk @ chunk
+    def wt_times_x(self, chunk: np.ndarray, wt_chunk: np.ndarray) -> np.ndarray:
+        return wt_chunk @ chunk
 
-    def finish_wtx(self, acc: np.ndarray) -> np.ndarray:
-        return acc @ self.g
-
-    def wtx_accumulator(self, n_columns: int) -> np.ndarray:
-        return np.zeros((n_columns, self.u.shape[1]), dtype=DTYPE)
+    def finish_wtx(self, wtx: np.ndarray) -> np.ndarray:
+        return wtx @ self.g
 
     def dense(self, chunk: np.ndarray) -> np.ndarray:
         return chunk @ self.g

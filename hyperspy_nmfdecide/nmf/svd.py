@@ -64,10 +64,10 @@ def truncated_svd(
     width = min(rank + oversample, n, p)
     rng = np.random.default_rng(random_state)
     omega = rng.standard_normal((p, width)).astype(DTYPE)
-    q = _orthonormal(_times(operator, omega, n))
+    q = _orthonormal(_times(operator, omega))
     for _ in range(n_power_iter):
         z = _orthonormal(_transpose_times(operator, q))
-        q = _orthonormal(_times(operator, z, n))
+        q = _orthonormal(_times(operator, z))
     bt = _transpose_times(operator, q)  # (p, width) = Xᵀ Q
     v, s, ut_small = np.linalg.svd(bt.astype(np.float64), full_matrices=False)
     u = q.astype(np.float64) @ ut_small.T
@@ -75,18 +75,24 @@ def truncated_svd(
     return TruncatedSVD(u[:, :keep], s[:keep], v[:, :keep].T)
 
 
-def _times(operator, matrix: np.ndarray, n: int) -> np.ndarray:
-    out = np.empty((n, matrix.shape[1]), dtype=DTYPE)
-    for rows, chunk in operator.chunks():
-        out[rows] = chunk @ matrix
-    return out
+def _times(operator, matrix: np.ndarray) -> np.ndarray:
+    """``X M`` (n, width), one block of rows per chunk."""
+    blocks, _ = operator.map_reduce(_chunk_times, matrix=matrix)
+    return np.concatenate(operator.gather(blocks), axis=0).astype(DTYPE, copy=False)
+
+
+def _chunk_times(products, chunk, _, *, matrix: np.ndarray):
+    return np.asarray(chunk @ matrix), None
 
 
 def _transpose_times(operator, q: np.ndarray) -> np.ndarray:
-    out = np.zeros((operator.shape[1], q.shape[1]), dtype=np.float64)
-    for rows, chunk in operator.chunks():
-        out += chunk.T @ q[rows]
-    return out.astype(DTYPE)
+    """``Xᵀ Q`` (p, width), summed over chunks in float64."""
+    _, total = operator.map_reduce(_chunk_transpose_times, operator.split_rows(q.T))
+    return total.astype(DTYPE)
+
+
+def _chunk_transpose_times(products, chunk, qt_block: np.ndarray):
+    return None, np.asarray(chunk.T @ qt_block.T, dtype=np.float64)
 
 
 def _orthonormal(matrix: np.ndarray) -> np.ndarray:

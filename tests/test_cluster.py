@@ -1,0 +1,104 @@
+"""The sweep on a dask.distributed cluster: same result, loadings stay on the workers, failures.
+
+A ``LocalCluster`` of two worker processes stands in for a cluster: tasks and their arguments
+are pickled and run in other processes, as they would on other machines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from hyperspy_nmfdecide.nmf import run_sweep  # noqa: E402
+from hyperspy_nmfdecide.nmf.cluster import ClusterError, ClusterOperator  # noqa: E402
+from hyperspy_nmfdecide.nmf.engine import Run, _pass, _Stack  # noqa: E402
+from hyperspy_nmfdecide.nmf.operators import make_operator  # noqa: E402
+
+SWEEP = dict(k_values=[2, 3], n_restarts=3, random_state=0, max_iter=40)
+
+
+def _new_cluster():
+    return distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with _new_cluster() as local_cluster:
+        yield local_cluster
+
+
+@pytest.fixture
+def client(cluster):
+    with distributed.Client(cluster) as active:
+        yield active
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    """Three non-negative sources, mixed over 400 probes, with a little noise."""
+    rng = np.random.default_rng(0)
+    x = rng.random((400, 3)) @ rng.random((3, 60)) + 0.01 * rng.random((400, 60))
+    return x.astype(np.float32)
+
+
+def test_a_cluster_sweep_equals_the_in_process_sweep(matrix, cluster):
+    lazy = da.from_array(matrix, chunks=(100, -1))
+    in_process = run_sweep(lazy, **SWEEP)
+    with distributed.Client(cluster):
+        assert isinstance(make_operator(lazy), ClusterOperator)
+        on_cluster = run_sweep(lazy, **SWEEP)
+    # Only the order of the float32 sums over chunks differs.
+    np.testing.assert_allclose(on_cluster.best_loss, in_process.best_loss, rtol=1e-4)
+    for k in SWEEP["k_values"]:
+        np.testing.assert_allclose(
+            on_cluster.loadings[k], in_process.loadings[k], rtol=1e-2, atol=1e-3
+        )
+
+
+def test_loadings_blocks_stay_on_the_worker_of_their_chunk(matrix, client):
+    operator = ClusterOperator(da.from_array(matrix, chunks=(100, -1)), client)
+    rng = np.random.default_rng(1)
+    stack = _Stack([Run(rng.random((400, 2)), rng.random((2, 60))) for _ in range(3)], operator)
+    wtx, wtw, _ = _pass(operator, stack, "hals", update_loadings=True)
+    # What reached this process is factor-sized: T × p and k × k, never n rows.
+    assert wtx.shape == (6, 60) and wtw[2].shape == (3, 2, 2)
+    assert all(isinstance(block, distributed.Future) for block in stack.blocks)
+    chunk_owner = client.who_has(operator._chunks)
+    block_owner = client.who_has(stack.blocks)
+    for chunk, block in zip(operator._chunks, stack.blocks):
+        assert set(block_owner[block.key]) == set(chunk_owner[chunk.key])
+
+
+def test_a_pattern_split_across_chunks_is_rechunked(matrix, client):
+    by_pixels = da.from_array(matrix, chunks=(100, 20))
+    whole = da.from_array(matrix, chunks=(100, -1))
+    np.testing.assert_array_equal(
+        run_sweep(by_pixels, **SWEEP).best_loss, run_sweep(whole, **SWEEP).best_loss
+    )
+
+
+def test_a_lost_cluster_is_a_clear_error_and_the_checkpoint_resumes_exactly(matrix, tmp_path):
+    lazy = da.from_array(matrix, chunks=(100, -1))
+    doomed = _new_cluster()
+    passes = []
+
+    def lose_the_cluster():
+        passes.append(1)
+        if len(passes) == 15:  # in the first batch, after its first snapshots
+            doomed.close()
+
+    with distributed.Client(doomed):
+        with pytest.raises(ClusterError, match="repeat the same call to resume"):
+            run_sweep(
+                lazy, **SWEEP, checkpoint=tmp_path, checkpoint_interval=0, on_pass=lose_the_cluster
+            )
+    with _new_cluster() as fresh, distributed.Client(fresh):
+        resumed = run_sweep(lazy, **SWEEP, checkpoint=tmp_path, checkpoint_interval=0)
+        uninterrupted = run_sweep(lazy, **SWEEP)
+    np.testing.assert_array_equal(resumed.loss, uninterrupted.loss)
+    np.testing.assert_array_equal(resumed.loadings[3], uninterrupted.loadings[3])
