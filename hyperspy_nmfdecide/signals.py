@@ -66,9 +66,11 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
         All restarts of all k advance together, one pass over the navigation chunks per
         iteration, so eager and lazy signals take the same path and a lazy scan is never held in
-        memory whole.  Per k the minimum-MSE run is kept; the MSE of every run is recorded.  One
-        deterministic NNDSVD-started run per k is reported beside the random ones (and kept when
-        it wins).
+        memory whole.  With a ``dask.distributed`` client active, a lazy signal is swept on that
+        cluster: each chunk's work runs on the worker holding it and only factor-sized matrices
+        travel (a cluster failure raises ``ClusterError``; see ``checkpoint``).  Per k the
+        minimum-MSE run is kept; the MSE of every run is recorded.  One deterministic
+        NNDSVD-started run per k is reported beside the random ones (and kept when it wins).
 
         Parameters
         ----------
@@ -102,9 +104,10 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         checkpoint : str or path, optional
             A directory where the sweep stores every finished batch of restarts as it
             completes, and a snapshot of the running one every ``checkpoint_interval``
-            seconds.  After an interruption (Ctrl-C, a killed kernel) run the same call again:
-            it resumes there and returns exactly the result of an uninterrupted sweep.  A
-            checkpoint written for other data or other parameters is refused with an error.
+            seconds.  After an interruption (Ctrl-C, a killed kernel, a lost cluster) run the
+            same call again: it resumes there and returns exactly the result of an
+            uninterrupted sweep.  A checkpoint written for other data or other parameters is
+            refused with an error.
         checkpoint_interval : float
             Seconds between snapshots of the running batch.
         spots : SpotTable, optional

@@ -75,7 +75,7 @@ def test_kept_runs_are_refined_within_the_iteration_budget():
     options = {"n_restarts": 4, "max_iter": 60, "tol": 1e-3, "random_state": 0}
     plain = run_sweep(x, [2, 3, 4], refine_runs=0, **options)
     refined = run_sweep(x, [2, 3, 4], **options)
-    # Same starts, same first stop; the kept run then goes on at tol / 10.
+    # Same starts, same first stop; the kept run then goes on at tol / 100.
     assert np.all(refined.best_loss <= plain.best_loss * (1 + 1e-6))
     assert np.any(refined.best_loss < plain.best_loss * (1 - 1e-4))
     assert refined.n_iter.max() <= 60 and refined.nndsvd_n_iter.max() <= 60

@@ -154,7 +154,7 @@ def run_sweep(
     refine_runs, refine_tol
         The ``refine_runs`` lowest-MSE runs of each k (default 1; 0: none), once every run
         has stopped, go on from where they stopped until their relative decrease falls below
-        ``refine_tol`` (default ``tol / 10``) or they have had ``max_iter`` passes in all.
+        ``refine_tol`` (default ``tol / 100``) or they have had ``max_iter`` passes in all.
         All k advance together, so this costs a few passes of Σk columns next to the sweep's
         restarts × Σk.  Without it the kept run stopped at the first flat pass (often after
         10–40 passes of an NNDSVD start) and scikit-learn's coordinate descent, whose rule is
@@ -289,7 +289,7 @@ def run_sweep(
     for key in kept:
         runs[key].converged = False
     # The kept runs go on at a finer tol, within their max_iter budget, all k together.
-    refine = tol / 10 if refine_tol is None else refine_tol
+    refine = tol / 100 if refine_tol is None else refine_tol
     fit_in_stages("refine", kept, operator, refine, budgeted=True)
     return _collect(operator, runs, k_values, n_restarts, pca, entropy)
 
