@@ -38,7 +38,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from . import iqa
-from .nmf.operators import DTYPE, MatrixStats
+from .nmf.operators import DTYPE, InProcessChunks, MatrixStats
 from .nmf.svd import truncated_svd
 from .phases import cosine_similarity
 
@@ -161,7 +161,7 @@ class NoiseSpectrum:
         return int(np.argmin(above)) if not above.all() else int(above.size)
 
 
-class _PoissonScaled:
+class _PoissonScaled(InProcessChunks):
     """The kept data, patterns binned and pixels scaled to equal Poisson noise, or its twin.
 
     Each chunk's patterns are binned ``factor × factor`` (spots span several pixels, so their
@@ -170,8 +170,8 @@ class _PoissonScaled:
     intensity (Keenan & Kotula's row factor): a background whose strength varies over the
     scan is itself a source, and that scaling would remove it.  With ``noise=True`` the data
     are first replaced by ``sqrt(X) × random signs`` (fixed per chunk): the same variance in
-    every entry, no structure.  Offers the ``shape``/``chunks``/``stats`` interface of
-    :func:`truncated_svd`.
+    every entry, no structure.  An in-process chunk operator over the chunks of ``operator``
+    (what :func:`truncated_svd` reads).
     """
 
     def __init__(
@@ -184,6 +184,7 @@ class _PoissonScaled:
         entropy: int = 0,
     ) -> None:
         self.operator = operator
+        self.row_slices = operator.row_slices
         self.noise = noise
         self.entropy = entropy
         height, width = (side // factor * factor for side in pattern_shape)
