@@ -12,6 +12,7 @@ the prepared scan, and the report lists the steps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import re
@@ -304,6 +305,13 @@ def _add_sweep_options(
         action="store_true",
         help="work on the data chunk by chunk from disk instead of loading it into memory "
         "(for scans larger than the memory)",
+    )
+    group.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run the sweep on the dask.distributed cluster whose scheduler is at ADDRESS "
+        "(e.g. tcp://10.0.0.5:8786); implies --lazy; needs the 'distributed' package",
     )
     decide = parser.add_argument_group("number of components and phase maps")
     decide.add_argument(
@@ -950,6 +958,28 @@ def _quiet_library_warnings() -> None:
 
 
 # -- entry point ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _cluster_client(address: str | None):
+    """A ``distributed.Client`` connected to ``address`` while the command runs (None: none)."""
+    if address is None:
+        yield
+        return
+    try:
+        from distributed import Client
+    except ImportError as error:
+        raise CommandError(
+            "--scheduler needs the 'distributed' package: "
+            "pip install 'hyperspy_nmfdecide[distributed]'"
+        ) from error
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise CommandError(f"could not connect to the scheduler at {address}: {error}") from error
+    with client:
+        _logger.info("running on the cluster at %s (%s)", address, client)
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``nmfdecide`` command.
 
@@ -1002,9 +1032,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = {"demo": _demo, "analyze": _analyze}[args.command]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _cluster_client(args.scheduler):
             if not args.verbose:
                 _quiet_library_warnings()
+            args.lazy = args.lazy or args.scheduler is not None
             return command(args)
     except (CommandError, ValueError, TypeError) as error:
         message = str(error) or type(error).__name__

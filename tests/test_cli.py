@@ -273,6 +273,37 @@ def test_analyze_zspy_lazy(scan_file, tmp_path):
     )
 
 
+def test_analyze_on_a_cluster_matches_the_eager_sweep(scan_file, tmp_path):
+    import hyperspy.api as hs
+
+    distributed = pytest.importorskip("distributed")
+    zspy = tmp_path / "scan.zspy"
+    hs.load(scan_file).save(zspy, chunks=(5, 10, 32, 32))
+    out = tmp_path / "cluster"
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    ) as cluster:
+        argv = ["analyze", str(zspy), "--scheduler", cluster.scheduler_address, "--k", "2"]
+        assert main(argv + ["--out", str(out)] + FAST) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["lazy"] is True
+    eager = hs.load(scan_file, signal_type="nmf_decide").nmf_sweep(
+        [2], n_restarts=2, max_iter=30, random_state=0, show_progressbar=False
+    )
+    np.testing.assert_allclose(
+        NMFSweep.load(out / "sweep.npz").best_loss, eager.best_loss, rtol=1e-4
+    )
+
+
+def test_analyze_unreachable_scheduler_is_a_clean_error(scan_file, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    argv = ["analyze", str(scan_file), "--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "could not connect to the scheduler at tcp://127.0.0.1:1" in err
+    assert "Traceback" not in err
+
+
 def test_analyze_missing_file(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "nothing.hspy")]) == 2
     err = capsys.readouterr().err

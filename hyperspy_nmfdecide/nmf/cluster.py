@@ -92,7 +92,7 @@ class ClusterOperator(DenseOperator):
     --------
     >>> import dask.array as da
     >>> from distributed import Client
-    >>> client = Client(processes=False, n_workers=1, dashboard_address=None)
+    >>> client = Client(processes=False, n_workers=1, dashboard_address=":0")
     >>> x = da.ones((40, 9), chunks=(10, 9), dtype="float32")
     >>> op = ClusterOperator(x, client)
     >>> len(op.row_slices), op.stats.squared_norm
