@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 from html.parser import HTMLParser
 
 import matplotlib
@@ -301,6 +302,17 @@ def test_analyze_unreachable_scheduler_is_a_clean_error(scan_file, tmp_path, cap
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "could not connect to the scheduler at tcp://127.0.0.1:1" in err
+    assert "Traceback" not in err
+
+
+def test_scheduler_without_distributed_installed_is_a_clean_error(
+    scan_file, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails
+    argv = ["analyze", str(scan_file), "--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler needs the 'distributed' package" in err
     assert "Traceback" not in err
 
 
