@@ -155,11 +155,11 @@ def run_sweep(
         The ``refine_runs`` lowest-MSE runs of each k (default 1 in exact mode, 0 in fast mode,
         whose polish already ends on X), once every run has stopped, go on from where they
         stopped until their relative decrease falls below ``refine_tol`` (default
-        ``tol / 100``) or they have had ``max_iter`` passes in all.
-        All k advance together, in passes of Σk columns next to the sweep's restarts × Σk
-        (about 15 % of the time of the sweep of benchmarks/speed.py).  Without it the kept run stopped at the first flat pass (often after
-        10–40 passes of an NNDSVD start) and scikit-learn's coordinate descent, whose rule is
-        far stricter, reached a lower MSE.
+        ``tol / 100``) or they have had ``max_iter`` passes in all.  All k advance together,
+        in passes of Σk columns next to the sweep's restarts × Σk (about 15 % of the time of
+        the sweep of benchmarks/speed.py).  Without it the kept run stopped at the first flat
+        pass (often after 10–40 passes of an NNDSVD start) and scikit-learn's coordinate
+        descent, whose rule is far stricter, reached a lower MSE.
     checkpoint
         Directory where every finished batch of runs (and stage) is stored as it completes,
         with a snapshot of the running batch every ``checkpoint_interval`` seconds.  Run the
