@@ -128,9 +128,20 @@ class ClusterOperator(DenseOperator):
                 for name, value in shared.items()
             }
             blocks = [None] * len(self._chunks) if blocks is None else blocks
+            # Pinned (loosely) to the chunk's worker: data locality alone let the scheduler
+            # run a chunk's task elsewhere now and then, moving its loadings block away.
             results = [
-                client.submit(task, self.products, chunk, block, pure=False, **shared)
-                for chunk, block in zip(self._chunks, blocks)
+                client.submit(
+                    task,
+                    self.products,
+                    chunk,
+                    block,
+                    pure=False,
+                    workers=None if worker is None else [worker],
+                    allow_other_workers=True,
+                    **shared,
+                )
+                for chunk, block, worker in zip(self._chunks, blocks, self._workers)
             ]
             kept = [client.submit(_op.itemgetter(0), result) for result in results]
             partials = [client.submit(_op.itemgetter(1), result) for result in results]
