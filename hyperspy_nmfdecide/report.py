@@ -686,6 +686,7 @@ def _parameter_table(sweep, k_values: list[int], timings: Mapping[str, float]) -
         ("seed", p.get("random_state"), "random seed (entropy) of the starts"),
         ("max_iter", p.get("max_iter"), "maximum passes over the data per run"),
         ("tol", p.get("tol"), "a run stops when its MSE falls by less than this (relative)"),
+        ("inner sweeps", p.get("inner_sweeps", 1), "HALS sweeps per update (1 = plain HALS)"),
         ("negative values", p.get("negative_values"), "what was done with negative counts"),
         ("signal mask", _mask_text(sweep.signal_mask, "detector pixels"), "e.g. direct beam"),
         ("navigation mask", _mask_text(sweep.navigation_mask, "probe positions"), "e.g. vacuum"),

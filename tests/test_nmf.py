@@ -93,6 +93,36 @@ def test_runs_with_different_budgets_share_passes():
         fit_runs(DenseOperator(x), runs, max_iter=9, passes_left=[10, 1])
 
 
+def test_inner_sweeps_lower_the_loss_reached_in_a_number_of_passes():
+    x, _, _ = planted(noise=10.0)
+    op = DenseOperator(x)
+    starts = [random_start(0, 3, r, op.shape, op.stats.mean, "hals") for r in range(3)]
+
+    def after_eight_passes(sweeps):
+        runs = [Run(run.w.copy(), run.h.copy()) for run in starts]
+        fit_runs(op, runs, max_iter=8, tol=0, inner_sweeps=sweeps)
+        return np.array([run.mse for run in runs])
+
+    plain, accelerated = after_eight_passes(1), after_eight_passes(10)
+    # Accelerated HALS (Gillis & Glineur 2012) gets further in the same passes over X.
+    assert np.all(accelerated < plain)
+    with pytest.raises(ValueError, match="inner_sweeps"):
+        fit_runs(op, starts, inner_sweeps=0)
+
+
+def test_a_continued_run_does_not_stop_on_its_first_pass():
+    x, _, _ = planted(noise=10.0)
+    op = DenseOperator(x)
+    run = random_start(0, 3, 0, op.shape, op.stats.mean, "hals")
+    fit_runs(op, [run], max_iter=200, tol=1e-3, inner_sweeps=10)
+    first = run.n_iter
+    run.converged = False
+    # The first pass of a continuation repeats the loadings update of the last one (the run
+    # stopped before its factors were updated), so only later passes may end it.
+    fit_runs(op, [run], max_iter=200, tol=0.5, inner_sweeps=10)
+    assert run.n_iter == first + 2 and run.converged
+
+
 def test_sparse_input_gives_the_dense_result():
     from scipy import sparse
 
@@ -249,6 +279,7 @@ def test_fast_mode_is_close_to_exact():
         ({"solver": "pgd"}, ValueError, "solver"),
         ({"mode": "quick"}, ValueError, "mode"),
         ({"max_iter": 0}, ValueError, "max_iter"),
+        ({"inner_sweeps": 0}, ValueError, "inner_sweeps"),
         ({"random_state": "seed"}, TypeError, "random_state"),
         ({"row_mask": np.ones(240, bool)}, ValueError, "navigation_mask excludes every"),
         ({"col_mask": np.zeros(5, bool)}, ValueError, "signal_mask has 5 entries"),

@@ -28,6 +28,12 @@ MODES = ("exact", "fast")
 #: Bytes allowed for the stacked loadings and factors of one batch when the caller does not say.
 DEFAULT_BATCH_BYTES = 2 * 2**30
 
+#: Passes of plain (one-sweep) HALS at the start of every random and NNDSVD run, before
+#: ``inner_sweeps`` apply.  Accelerated from the first pass, runs at k = 5 of the speed
+#: benchmark's scan settled in minima 0.03 % higher (best of 20 at tol 1e-5: 0.225413 against
+#: 0.225347 with these plain passes first).
+PLAIN_PASSES = 10
+
 
 @dataclass
 class SweepArrays:
@@ -116,6 +122,7 @@ def run_sweep(
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     polish_runs: int = 3,
     polish_iter: int = 50,
+    inner_sweeps: int = 10,
     refine_runs: int | None = None,
     refine_tol: float | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -151,15 +158,22 @@ def run_sweep(
         Rows of X per chunk of a pass (default: ~32 MiB, or the dask chunks).
     batch_bytes
         Memory for the stacked loadings and factors of one batch of runs.
+    inner_sweeps
+        HALS only: sweeps over the components per factor update, all from the products of one
+        pass over X (accelerated HALS, Gillis & Glineur 2012; 1 = plain HALS).  A sweep costs
+        about k / p of a pass, so ten of them cost a few per cent of it and a run needs about
+        half the passes (benchmarks/speed.py).  The first ``PLAIN_PASSES`` passes of each run
+        use one sweep.
     refine_runs, refine_tol
-        The ``refine_runs`` lowest-MSE runs of each k (default 1 in exact mode, 0 in fast mode,
+        The ``refine_runs`` lowest-MSE runs of each k (default 3 in exact mode, 0 in fast mode,
         whose polish already ends on X), once every run has stopped, go on from where they
         stopped until their relative decrease falls below ``refine_tol`` (default
-        ``tol / 100``) or they have had ``max_iter`` passes in all.  All k advance together,
-        in passes of Σk columns next to the sweep's restarts × Σk (about 15 % of the time of
-        the sweep of benchmarks/speed.py).  Without it the kept run stopped at the first flat
-        pass (often after 10–40 passes of an NNDSVD start) and scikit-learn's coordinate
-        descent, whose rule is far stricter, reached a lower MSE.
+        ``tol / 100``) or they have had ``max_iter`` passes in all; the lowest is kept.  All k
+        advance together, in passes of 3 × Σk columns (about 20 % of the time of the sweep of
+        benchmarks/speed.py).  Without it the kept run stopped at the first flat pass and
+        scikit-learn's coordinate descent, whose rule is far stricter, reached a lower MSE;
+        three runs because the lowest when all stopped at ``tol`` is often not the one that
+        ends lowest (their final MSEs differ by ~0.01 %).
     checkpoint
         Directory where every finished batch of runs (and stage) is stored as it completes,
         with a snapshot of the running batch every ``checkpoint_interval`` seconds.  Run the
@@ -195,9 +209,11 @@ def run_sweep(
         raise ValueError(f"max_iter must be an integer ≥ 1, got {max_iter!r}")
     if not tol >= 0:
         raise ValueError(f"tol must be ≥ 0, got {tol!r}")
+    if not isinstance(inner_sweeps, (int, np.integer)) or inner_sweeps < 1:
+        raise ValueError(f"inner_sweeps must be an integer ≥ 1, got {inner_sweeps!r}")
     entropy = resolve_entropy(random_state)
     if refine_runs is None:
-        refine_runs = 1 if mode == "exact" else 0
+        refine_runs = 3 if mode == "exact" else 0
 
     operator = make_operator(
         data,
@@ -225,6 +241,7 @@ def run_sweep(
             "chunk_rows": int(operator.chunk_rows),
             "batch_bytes": int(batch_bytes),
             "polish": [int(polish_runs), int(polish_iter)],
+            "inner_sweeps": int(inner_sweeps),
             "refine": [int(refine_runs), None if refine_tol is None else float(refine_tol)],
             "entropy": None if random_state is None else entropy,
             "data": data_fingerprint(operator.stats, operator.row_keep, operator.col_keep),
@@ -250,7 +267,11 @@ def run_sweep(
         runs[k, -1] = Run(*nndsvd_start(svd, k, fill=np.sqrt(rms / k) / 10))
 
     def fit_in_stages(prefix: str, keys: list, fit_operator, stage_tol: float, budgeted: bool):
-        """Fit ``keys`` in memory-sized batches, each a checkpoint stage."""
+        """Fit ``keys`` in memory-sized batches, each a checkpoint stage.
+
+        A budgeted stage continues runs (within ``max_iter`` passes in all) past their plain
+        passes; the first stage starts them.
+        """
         for i, batch in enumerate(_batches(keys, n, p, batch_bytes)):
             budget = [max_iter - runs[key].n_iter for key in batch] if budgeted else None
             stages.run(
@@ -265,6 +286,8 @@ def run_sweep(
                     tol=stage_tol,
                     passes_left=budget,
                     on_iteration=lambda *_: progress.passes(1),
+                    inner_sweeps=inner_sweeps,
+                    plain_passes=0 if budgeted else PLAIN_PASSES,
                     **resuming,
                 ),
             )
@@ -284,6 +307,7 @@ def run_sweep(
                 polish_runs,
                 polish_iter,
                 tol,
+                inner_sweeps,
                 batch_bytes,
                 progress,
             ),
@@ -344,7 +368,16 @@ def _batches(keys: list[tuple[int, int]], n: int, p: int, budget: int) -> list[l
 
 
 def _evaluate_and_polish(
-    operator, runs, k_values, solver, polish_runs, polish_iter, tol, batch_bytes, progress
+    operator,
+    runs,
+    k_values,
+    solver,
+    polish_runs,
+    polish_iter,
+    tol,
+    inner_sweeps,
+    batch_bytes,
+    progress,
 ) -> None:
     """Exact MSE of every run (one pass), then a short exact fit of the best per k."""
     n, p = operator.shape
@@ -368,6 +401,7 @@ def _evaluate_and_polish(
             max_iter=polish_iter,
             tol=tol,
             on_iteration=lambda *_: progress.passes(1),
+            inner_sweeps=inner_sweeps,
         )
 
 

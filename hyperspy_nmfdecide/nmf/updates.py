@@ -15,8 +15,9 @@ Each rule needs only those products, which is what lets one pass over navigation
 every restart (DESIGN §7).  The rules are the textbook ones, written here because no library
 offers them batched over restarts or split into a chunked W step and a global H step:
 
-* ``"hals"``: hierarchical ALS (Cichocki & Phan 2009; Gillis & Glineur 2012), one sweep over
-  the components per update;
+* ``"hals"``: hierarchical ALS (Cichocki & Phan 2009), ``sweeps`` Gauss–Seidel sweeps over the
+  components per update: with more than one, the accelerated HALS of Gillis & Glineur (2012),
+  which reuses the pass's costly products for several cheap sweeps on the small factors;
 * ``"mu"``: Lee & Seung (2001) multiplicative updates for the Frobenius loss;
 * ``"als"``: Uesugi et al. (2021): least squares, negatives set to zero, factor rows
   (Uesugi's columns of S) normalised to unit L2 norm.
@@ -33,12 +34,18 @@ SOLVERS = ("hals", "mu", "als")
 _EPS = float(np.finfo(np.float32).eps)
 
 
-def update_w(solver: str, wt: np.ndarray, hxt: np.ndarray, hht: np.ndarray) -> None:
-    """Update the (transposed) loadings of one chunk in place, with the factors fixed."""
+def update_w(
+    solver: str, wt: np.ndarray, hxt: np.ndarray, hht: np.ndarray, sweeps: int = 1
+) -> None:
+    """Update the (transposed) loadings of one chunk in place, with the factors fixed.
+
+    ``sweeps`` is the number of HALS sweeps (ignored by the other solvers).
+    """
     if solver == "hals":
-        _hals_rows(wt, hxt, np.ascontiguousarray(hht), np.float32(_EPS))
+        gram = np.ascontiguousarray(hht, dtype=wt.dtype)
+        _hals_rows(wt, hxt, gram, np.float32(_EPS), sweeps)
     elif solver == "mu":
-        denominator = np.matmul(hht, wt)
+        denominator = np.matmul(hht.astype(wt.dtype), wt)
         denominator += _EPS
         wt *= hxt
         wt /= denominator
@@ -50,10 +57,14 @@ def update_w(solver: str, wt: np.ndarray, hxt: np.ndarray, hht: np.ndarray) -> N
         raise ValueError(solver)
 
 
-def update_h(solver: str, h: np.ndarray, wtx: np.ndarray, wtw: np.ndarray) -> None:
-    """Update the factors in place, with the loadings fixed (after a full pass)."""
+def update_h(solver: str, h: np.ndarray, wtx: np.ndarray, wtw: np.ndarray, sweeps: int = 1) -> None:
+    """Update the factors in place, with the loadings fixed (after a full pass).
+
+    ``sweeps`` is the number of HALS sweeps (ignored by the other solvers).
+    """
     if solver == "hals":
-        _hals_rows(h, wtx, np.ascontiguousarray(wtw, dtype=h.dtype), np.float32(_EPS))
+        gram = np.ascontiguousarray(wtw, dtype=h.dtype)
+        _hals_rows(h, wtx, gram, np.float32(_EPS), sweeps)
     elif solver == "mu":
         denominator = np.matmul(wtw.astype(h.dtype), h)
         denominator += _EPS
@@ -70,26 +81,36 @@ def update_h(solver: str, h: np.ndarray, wtx: np.ndarray, wtw: np.ndarray) -> No
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _hals_rows(v, rhs, gram, eps):  # pragma: no cover - compiled
-    """One HALS sweep (Gauss-Seidel over the k rows) of ``v`` for every restart.
+def _hals_rows(v, rhs, gram, eps, sweeps):  # pragma: no cover - compiled
+    """``sweeps`` HALS sweeps (Gauss-Seidel over the k rows) of ``v`` for every restart.
 
     ``v`` (R, k, m) holds one factor (loadings transposed, or factors) with ``rhs`` (R, k, m)
     its data product and ``gram`` (R, k, k) the other factor's Gram matrix.  Row j becomes
     ``max(0, v_j + (rhs_j − Σ_o gram_jo v_o) / gram_jj)``, rows updated earlier in the sweep
     being used at once.  Restarts are independent and run in parallel; every inner loop runs
     over the long, contiguous axis m, so it vectorises.  numpy would need k small batched
-    products per restart instead.
+    products per restart instead.  A fixed number of sweeps (not Gillis & Glineur's
+    stop on the size of the change) keeps the loadings of a probe independent of the chunk it
+    was updated in, so every chunking gives the same result.
     """
     n_runs, k, m = v.shape
     for r in numba.prange(n_runs):
         step = np.empty(m, dtype=v.dtype)
-        for j in range(k):
-            step[:] = rhs[r, j]
-            for other in range(k):
-                coefficient = gram[r, j, other]
-                for i in range(m):
-                    step[i] -= coefficient * v[r, other, i]
-            scale = 1.0 / (gram[r, j, j] + eps)
+        for _ in range(sweeps):
+            _hals_sweep(v[r], rhs[r], gram[r], eps, step)
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _hals_sweep(v, rhs, gram, eps, step):  # pragma: no cover - compiled
+    """One sweep of :func:`_hals_rows` for one restart: ``v`` (k, m), ``gram`` (k, k)."""
+    k, m = v.shape
+    for j in range(k):
+        step[:] = rhs[j]
+        for other in range(k):
+            coefficient = gram[j, other]
             for i in range(m):
-                value = v[r, j, i] + step[i] * scale
-                v[r, j, i] = value if value > 0 else 0.0
+                step[i] -= coefficient * v[other, i]
+        scale = 1.0 / (gram[j, j] + eps)
+        for i in range(m):
+            value = v[j, i] + step[i] * scale
+            v[j, i] = value if value > 0 else 0.0
