@@ -303,13 +303,18 @@ def run_sweep(
                 operator,
                 runs,
                 k_values,
-                solver,
                 polish_runs,
-                polish_iter,
-                tol,
-                inner_sweeps,
                 batch_bytes,
                 progress,
+                lambda batch: fit_runs(
+                    operator,
+                    batch,
+                    solver=solver,
+                    max_iter=polish_iter,
+                    tol=tol,
+                    on_iteration=lambda *_: progress.passes(1),
+                    inner_sweeps=inner_sweeps,
+                ),
             ),
         )
     kept = _kept_runs(runs, k_values, refine_runs, max_iter)
@@ -368,18 +373,9 @@ def _batches(keys: list[tuple[int, int]], n: int, p: int, budget: int) -> list[l
 
 
 def _evaluate_and_polish(
-    operator,
-    runs,
-    k_values,
-    solver,
-    polish_runs,
-    polish_iter,
-    tol,
-    inner_sweeps,
-    batch_bytes,
-    progress,
+    operator, runs, k_values, polish_runs, batch_bytes, progress, polish: Callable[[list], object]
 ) -> None:
-    """Exact MSE of every run (one pass), then a short exact fit of the best per k."""
+    """Exact MSE of every run (one pass), then ``polish`` (a short exact fit) of the best per k."""
     n, p = operator.shape
     keys = list(runs)
     for batch in _batches(keys, n, p, batch_bytes):
@@ -387,22 +383,14 @@ def _evaluate_and_polish(
         progress.passes(1)
         for key, mse in zip(batch, exact):
             runs[key].history.append(float(mse))
-    polish = []
+    best = []
     for k in k_values:
         ranked = sorted((key for key in keys if key[0] == k), key=lambda key: runs[key].mse)
-        polish += ranked[:polish_runs] + ([] if (k, -1) in ranked[:polish_runs] else [(k, -1)])
-    for key in polish:
+        best += ranked[:polish_runs] + ([] if (k, -1) in ranked[:polish_runs] else [(k, -1)])
+    for key in best:
         runs[key].converged = False
-    for batch in _batches(polish, n, p, batch_bytes):
-        fit_runs(
-            operator,
-            [runs[key] for key in batch],
-            solver=solver,
-            max_iter=polish_iter,
-            tol=tol,
-            on_iteration=lambda *_: progress.passes(1),
-            inner_sweeps=inner_sweeps,
-        )
+    for batch in _batches(best, n, p, batch_bytes):
+        polish([runs[key] for key in batch])
 
 
 def _kept_runs(runs, k_values, refine_runs: int, max_iter: int) -> list[tuple[int, int]]:
