@@ -1,5 +1,6 @@
 """The simulated scans: reproducible, calibrated, physically sensible and true to their truth."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -311,9 +312,339 @@ def test_integer_dtypes_hold_the_same_counts_clipped_to_range(scan):
         ({"layout": "grains", "n_crystals": 17}, "n_crystals"),
         ({"random_state": -1}, "random_state"),
         ({"k_max": 0.05}, "k_max"),
+        ({"beam_depletion": 1.5}, "beam_depletion"),
+        ({"beam_depletion": "yes"}, "beam_depletion"),
+        ({"beam_depletion": True, "direct_beam": False}, "beam_depletion"),
+        ({"absorption": -0.1}, "absorption"),
+        ({"detector": {"gain": 0.0}}, "detector gain"),
+        ({"detector": {"readout_noise": -1.0}}, "detector readout_noise"),
+        ({"detector": {"offset": float("nan")}}, "detector offset"),
+        ({"detector": {"dark": 3.0}}, "detector"),
+        ({"detector": 5.0}, "detector"),
+        ({"detector": {"readout_noise": 2.0}, "dtype": np.uint16}, "dtype"),
+        ({"detector": {"gain": 2.5}, "dtype": np.int32}, "dtype"),
+        ({"descan": -1.0}, "descan"),
+        ({"descan": 30.0}, "descan"),
+        ({"dynamical": 1.0}, "dynamical"),
+        ({"overlap_physics": 1.5}, "overlap_physics"),
+        ({"shared_reflections": ("Al", "Fe")}, "shared_reflections"),
+        ({"shared_reflections": "Al"}, "shared_reflections"),
+        ({"shared_reflections": True, "n_crystals": 1}, "shared_reflections"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
     arguments = {"nav_shape": (4, 4), "pattern_size": 32} | kwargs
     with pytest.raises(ValueError, match=name):
         simulated_scan(**arguments)
+
+
+# -- physics beyond the additive model -------------------------------------------------------
+def _digest(*arrays) -> str:
+    """sha256 of arrays, float ones rounded to float32 (robust to last-bit float64 maths)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        if a.dtype.kind == "f":
+            a = a.astype(np.float32)
+        h.update(str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()[:16]
+
+
+# Recorded with the additive-only simulator (before the physics options were added), numpy
+# 2.4 and diffsims 0.7: (counts, sources + weights + labels).
+_RECORDED_WITH = {"numpy": "2.4", "diffsims": "0.7"}
+_RECORDED = {
+    "overlapping": (
+        {"nav_shape": (12, 10), "pattern_size": 32, "n_crystals": 3, "random_state": 7},
+        ("142b442491640004", "7186eaffcaf8cc7c"),
+    ),
+    "grains-uint16-lazy": (
+        {"nav_shape": (6, 8), "pattern_size": 32, "n_crystals": 3, "layout": "grains"}
+        | {"dtype": np.uint16, "lazy": True, "chunks": 4, "random_state": 11},
+        ("a01b689e866f2ecc", "5d22441bfb13b419"),
+    ),
+    "gradient-varying": (
+        {"nav_shape": (8, 6), "pattern_size": 48, "n_crystals": 2, "layout": "gradient"}
+        | {"background": "varying", "random_state": 3},
+        ("5aa3190cced72c8d", "300e846a362c58e8"),
+    ),
+    "no-beam": (
+        {"nav_shape": (6, 6), "pattern_size": 32, "n_crystals": 2, "direct_beam": False}
+        | {"random_state": 1},
+        ("8032db9c0957958b", "7ac53994586c47a9"),
+    ),
+}
+_OFF = {
+    "beam_depletion": False,
+    "absorption": 0.0,
+    "detector": None,
+    "descan": 0.0,
+    "dynamical": 0.0,
+    "shared_reflections": False,
+    "overlap_physics": 0.0,
+}
+
+
+@pytest.mark.parametrize("case", sorted(_RECORDED))
+def test_defaults_are_bit_identical_to_the_additive_simulator(case):
+    import diffsims
+
+    versions = {"numpy": np.__version__, "diffsims": diffsims.__version__}
+    if any(not versions[k].startswith(v + ".") for k, v in _RECORDED_WITH.items()):
+        pytest.skip(f"hashes recorded with {_RECORDED_WITH}, running {versions}")
+    kwargs, (counts, truth) = _RECORDED[case]
+    for extra in ({}, _OFF):  # the options left out, and explicitly off
+        s = simulated_scan(**kwargs, **extra)
+        data = s.signal.data.compute() if kwargs.get("lazy") else s.signal.data
+        assert _digest(data) == counts
+        assert _digest(s.sources, s.weights, s.labels) == truth
+        assert s.physics is None
+        np.testing.assert_array_equal(s.noise_free(), s.noise_free(detector=True))
+        assert s.params["beam_depletion"] == 0 and s.params["detector"] is None
+
+
+def test_vanishing_physics_reproduces_the_additive_model(scan):
+    """The spot-by-spot renderer of the non-additive scans agrees with weights @ sources."""
+    tiny = dict.fromkeys(["beam_depletion", "absorption", "descan", "dynamical"], 1e-9)
+    s = simulated_scan(**SMALL, n_crystals=3, random_state=7, overlap_physics=1e-9, **tiny)
+    assert s.physics is not None
+    np.testing.assert_allclose(s.weights, scan.weights, rtol=1e-8)  # depletion rescales
+    np.testing.assert_array_equal(s.sources, scan.sources)
+    expected = scan.noise_free()
+    np.testing.assert_allclose(s.noise_free(), expected, rtol=0, atol=1e-7 * expected.max())
+
+
+def test_non_additive_scan_is_reproducible_eager_equals_lazy_and_keeps_its_truth(scan):
+    physics = {
+        "beam_depletion": 0.8,
+        "absorption": 0.2,
+        "descan": 2.0,
+        "dynamical": 0.4,
+        "overlap_physics": 1.0,
+        "detector": {"gain": 3.0, "offset": 20.0, "readout_noise": 2.0, "psf_sigma": 0.6},
+    }
+    eager = simulated_scan(**SMALL, n_crystals=3, random_state=7, **physics)
+    lazy = simulated_scan(**SMALL, n_crystals=3, random_state=7, lazy=True, chunks=5, **physics)
+    np.testing.assert_array_equal(lazy.signal.data.compute(), eager.signal.data)
+    np.testing.assert_array_equal(eager.noise_free(), lazy.noise_free())
+    # the phases and their maps are those of the additive scan
+    assert eager.true_k == scan.true_k == 4
+    np.testing.assert_array_equal(eager.labels, scan.labels)
+    np.testing.assert_array_equal(eager.sources, scan.sources)
+    assert eager.label_sets == scan.label_sets
+    # every option is recorded, JSON-serialisable, in params and the metadata
+    params = json.loads(eager.signal.metadata.Simulation.parameters)
+    assert params == eager.params == json.loads(json.dumps(eager.params))
+    for key in physics:
+        assert params[key] == pytest.approx(physics[key])
+    assert params["descan_directions"] and params["extinction_lengths"]
+    assert params["double_diffraction"]["crystal_pairs"] == [[1, 2], [1, 3], [2, 3]]
+    assert eager.signal.metadata.Signal.quantity == "Intensity (detector units)"
+    # the counts scatter around the true expected output, not around weights @ sources
+    mean_data = eager.signal.data.mean(axis=(0, 1), dtype=float)
+    mean_expected = eager.noise_free(detector=True).mean(axis=(0, 1))
+    sigma = np.sqrt((9 * eager.noise_free().mean(axis=(0, 1)) + 4) / 120)
+    assert np.abs(mean_data - mean_expected).max() < 6 * sigma.max()
+
+
+def test_beam_depletion_takes_the_crystal_counts_out_of_the_beam():
+    kwargs = {"nav_shape": (12, 12), "pattern_size": 32, "n_crystals": 2, "random_state": 4}
+    additive = simulated_scan(**kwargs)
+    depleted = simulated_scan(**kwargs, beam_depletion=True)
+    crystals = depleted.weights[..., 1:].sum(axis=-1)
+    # the weights are the same layout, scaled so that the dose is the incident electrons
+    ratio = depleted.weights[additive.weights > 0] / additive.weights[additive.weights > 0]
+    np.testing.assert_allclose(ratio, ratio.max(), rtol=1e-12)
+    assert ratio.max() > 1.05
+    # counts per pattern are conserved: the dose at every probe of a uniform background
+    totals = depleted.noise_free().sum(axis=(2, 3))
+    np.testing.assert_allclose(totals, depleted.dose, rtol=1e-4)
+    assert np.ptp(additive.noise_free().sum(axis=(2, 3))) > 0.1 * additive.dose
+    # the beam disc loses what the crystals hold (exactly, up to the saturation)
+    x, y = np.round(16 + np.array(depleted.params["beam_offset"])).astype(int)
+    disc = np.s_[..., y - 3 : y + 4, x - 3 : x + 4]
+    beam = depleted.noise_free()[disc].sum(axis=(-2, -1))
+    background = depleted.weights[..., :1] @ depleted.sources[:1].reshape(1, -1)
+    undepleted = background.reshape(12, 12, 32, 32)[disc].sum(axis=(-2, -1))
+    assert np.corrcoef(crystals.ravel(), beam.ravel())[0, 1] < -0.99
+    vacuum = crystals == 0
+    assert vacuum.any() and (~vacuum).any()
+    np.testing.assert_allclose(beam[vacuum], undepleted[vacuum], rtol=1e-9)
+    thick = np.unravel_index(crystals.argmax(), crystals.shape)
+    lost = undepleted[thick] - beam[thick]
+    assert 0.9 * crystals[thick] < lost < 1.001 * crystals[thick]
+    assert depleted.params["beam_saturation"]["max_kinematic_fraction"] > 0.1
+    # absorption: everything at a probe falls by exp(-mu t), t the crystal thickness there
+    absorbed = simulated_scan(**kwargs, beam_depletion=True, absorption=0.3)
+    path = absorbed.physics.path
+    assert path.max() > 0.5
+    np.testing.assert_allclose(
+        absorbed.noise_free().sum(axis=(2, 3)), totals * np.exp(-0.3 * path), rtol=1e-9
+    )
+
+
+def test_detector_gain_offset_and_readout_noise_follow_the_row_seeds(scan):
+    settings = {"gain": 5.0, "offset": 100.0, "readout_noise": 3.0}
+    s = simulated_scan(**SMALL, n_crystals=3, random_state=7, detector=settings)
+    assert s.signal.data.dtype == np.float32
+    assert s.params["detector"] == settings | {"psf_sigma": 0.0}
+    # the same Poisson draws, then gain, offset and readout noise from the same row seeds
+    noise = s.signal.data.astype(float) - (5.0 * scan.signal.data + 100.0)
+    assert abs(noise.mean()) < 5 * 3.0 / np.sqrt(noise.size)
+    assert noise.std() == pytest.approx(3.0, rel=0.02)
+    # mean gain × counts + offset, variance gain² × counts + readout²
+    expected = s.noise_free(detector=True)
+    np.testing.assert_allclose(expected, 5.0 * scan.noise_free() + 100.0, rtol=1e-12)
+    z = (s.signal.data - expected) / np.sqrt(25.0 * scan.noise_free() + 9.0)
+    assert abs(z.mean()) < 0.01 and z.std() == pytest.approx(1.0, abs=0.02)
+    # whole-number detector output fits an integer dtype
+    counts = simulated_scan(
+        **SMALL, n_crystals=3, random_state=7, dtype=np.uint16, detector={"gain": 2, "offset": 7}
+    )
+    np.testing.assert_array_equal(counts.signal.data, 2 * scan.signal.data + 7)
+
+
+def test_detector_point_spread_function_correlates_neighbours_and_keeps_counts(scan):
+    s = simulated_scan(**SMALL, n_crystals=3, random_state=7, detector={"psf_sigma": 0.8})
+
+    def neighbour_correlation(data, mean):
+        residual = data - mean
+        return np.corrcoef(residual[..., :-1].ravel(), residual[..., 1:].ravel())[0, 1]
+
+    assert abs(neighbour_correlation(scan.signal.data, scan.noise_free())) < 0.05
+    assert neighbour_correlation(s.signal.data, s.noise_free(detector=True)) > 0.4
+    np.testing.assert_allclose(
+        s.signal.data.sum(axis=(2, 3), dtype=float), scan.signal.data.sum(axis=(2, 3)), rtol=1e-5
+    )
+    # the blurred expected pattern: broader beam, same total
+    blurred = s.noise_free(detector=True)
+    assert blurred.max() < 0.8 * scan.noise_free().max()
+    np.testing.assert_allclose(blurred.sum(axis=(2, 3)), scan.noise_free().sum(axis=(2, 3)))
+
+
+def test_descan_moves_the_whole_pattern_by_the_requested_amount():
+    descan = 3.0
+    kwargs = {"nav_shape": (6, 10), "pattern_size": 48, "n_crystals": 1, "random_state": 2}
+    s = simulated_scan(**kwargs, background="none", descan=descan)
+    positions = s.beam_positions()
+    span = positions.reshape(-1, 2).max(axis=0) - positions.reshape(-1, 2).min(axis=0)
+    assert np.hypot(*span) == pytest.approx(descan, rel=1e-9)
+    # the beam centroid of the expected patterns follows, sub-pixel
+    expected = s.noise_free()
+    yy, xx = np.indices((48, 48))
+    for (y, x), (cx, cy) in zip(np.ndindex(6, 10), positions.reshape(-1, 2)):
+        near = np.hypot(xx - cx, yy - cy) <= 4.5
+        w = expected[y, x] * near
+        centroid = ((xx * w).sum() / w.sum(), (yy * w).sum() / w.sum())
+        np.testing.assert_allclose(centroid, (cx, cy), atol=0.02)
+    # along one direction, linearly over the scan, centred on the beam offset
+    moved = positions.reshape(-1, 2) - (24 + np.array(s.params["beam_offset"]))
+    assert np.linalg.svd(moved, compute_uv=False)[1] < 1e-9
+    np.testing.assert_allclose(moved.mean(axis=0), 0.0, atol=0.2)
+    # no counts lost to the sub-pixel shifts: in vacuum the beam holds all of them
+    vacuum = s.weights[..., 1] == 0
+    assert vacuum.sum() >= 3
+    np.testing.assert_allclose(
+        expected.sum(axis=(2, 3))[vacuum], s.weights[..., 0][vacuum], rtol=1e-6
+    )
+
+
+def test_dynamical_intensities_make_a_crystal_pattern_depend_on_thickness():
+    kwargs = {"nav_shape": (10, 10), "pattern_size": 32, "n_crystals": 2, "layout": "grains"}
+
+    def crystal_patterns(dynamical):
+        s = simulated_scan(**kwargs, random_state=2, dynamical=dynamical)
+        background = s.weights[..., :1] @ s.sources[:1].reshape(1, -1)
+        return s, (s.noise_free().reshape(100, -1) - background.reshape(100, -1))
+
+    kinematic, plain = crystal_patterns(0.0)
+    s, dynamic = crystal_patterns(0.6)
+    np.testing.assert_array_equal(s.weights, kinematic.weights)  # same layout and thickness
+    inside = np.flatnonzero(s.weights[..., 1].ravel() > 0)
+    t = s.weights[..., 1].ravel()[inside]
+    thin, thick = inside[t.argmin()], inside[t.argmax()]
+
+    def cosine(a, b):
+        return a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+
+    assert cosine(plain[thin], plain[thick]) == pytest.approx(1.0, abs=1e-12)
+    assert cosine(dynamic[thin], dynamic[thick]) < 0.95  # no longer one pattern times a map
+    singular = np.linalg.svd(dynamic[inside], compute_uv=False)
+    assert singular[1] > 0.05 * singular[0]
+    # still the same reflections: nothing appears where the kinematic pattern is empty
+    empty = kinematic.sources[1] < 1e-6 * kinematic.sources[1].max()
+    assert np.all(dynamic[inside][:, empty.ravel()] < 1e-4 * dynamic[inside].max())
+    assert np.all(dynamic >= -1e-9)
+    assert s.params["dynamical"] == 0.6 and s.params["extinction_lengths"]["strongest"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("pair", "similarity"), [(True, (0.85, 0.99)), (("Al", "Au"), (0.95, 0.9999))]
+)
+def test_shared_reflections_pair_two_phases_with_coinciding_spots(pair, similarity):
+    s = simulated_scan((4, 4), 32, 3, random_state=0, shared_reflections=pair, crystals=["Fe"])
+    expected_pair = ("Mg", "ZnO") if pair is True else pair
+    phases = [c["phase"] for c in s.params["crystals"]]
+    assert tuple(phases[:2]) == expected_pair and phases[2] == "Fe"
+    one, two = s.params["crystals"][:2]
+    assert one["rotation_matrix"] == two["rotation_matrix"]
+    assert two["shares_reflections_with"] == "crystal 1"
+    record = s.params["shared_reflections"]
+    assert record["pair"] == list(expected_pair) and record["crystals"] == [1, 2]
+    unit = s.sources[1:3].reshape(2, -1)
+    unit = unit / np.linalg.norm(unit, axis=1, keepdims=True)
+    assert float(unit[0] @ unit[1]) == pytest.approx(record["cosine_similarity"], rel=1e-9)
+    assert similarity[0] < record["cosine_similarity"] < similarity[1]  # high, yet not equal
+    # every visible spot of crystal 2 sits on a spot of crystal 1
+    table1, table2 = s.spots[1], s.spots[2]
+    strong = table2[table2[:, 2] > 0.02 * table2[:, 2].max()]
+    distance = np.hypot(*(strong[:, np.newaxis, :2] - table1[np.newaxis, :, :2]).T)
+    assert len(strong) >= 6 and distance.min(axis=0).max() < 0.3
+    assert s.true_k == 4  # still two phases
+    # the pair is additive physics: the scan is otherwise unchanged
+    assert s.physics is None
+
+
+def test_overlap_physics_weakens_overlapping_crystals_and_adds_double_diffraction():
+    kwargs = {"nav_shape": (16, 16), "pattern_size": 48, "n_crystals": 2, "random_state": 5}
+    additive = simulated_scan(**kwargs)
+    s = simulated_scan(**kwargs, overlap_physics=1.0)
+    np.testing.assert_array_equal(s.weights, additive.weights)
+    change = s.noise_free() - additive.noise_free()
+    crystals = s.weights[..., 1:]
+    alone = np.any(crystals == 0, axis=-1)  # at most one crystal: nothing changes
+    assert alone.any() and s.overlap.any()
+    np.testing.assert_allclose(change[alone], 0.0, atol=1e-9 * s.dose)
+    # in the overlaps: new spots (gains) and weaker spots (losses)
+    gained = np.maximum(change, 0).sum(axis=(2, 3))
+    lost = np.maximum(-change, 0).sum(axis=(2, 3))
+    assert gained[s.overlap].min() > 0 and lost[s.overlap].min() > 0
+    assert gained[s.overlap].mean() > 10 * gained[~s.overlap].mean()
+    # the new spots sit at g1 + g2
+    y, x = np.unravel_index(np.argmax(crystals.prod(axis=-1)), crystals.shape[:2])
+    peak = np.unravel_index(np.argmax(change[y, x]), (48, 48))[::-1]
+    beam = 24 + np.array(s.params["beam_offset"])
+    g1, g2 = s.spots[1][:, :2] - beam, s.spots[2][:, :2] - beam
+    combined = beam + (g1[:, np.newaxis] + g2[np.newaxis]).reshape(-1, 2)
+    assert np.hypot(*(combined - peak).T).min() < 1.0
+    # the crystals lose what the other scatters: less crystal signal than the sum
+    assert change[y, x].sum() < 0
+    assert s.params["double_diffraction"]["crystal_pairs"] == [[1, 2]]
+
+
+@pytest.mark.parametrize(
+    ("option", "rank_rises"),
+    [
+        ({"beam_depletion": True, "background": "varying"}, False),
+        ({"dynamical": 0.5}, True),
+        ({"overlap_physics": 1.0}, True),
+        ({"descan": 2.0}, True),
+    ],
+)
+def test_true_k_counts_the_phases_whatever_the_physics_does_to_the_rank(option, rank_rises):
+    s = simulated_scan((12, 12), 32, 2, random_state=4, **option)
+    assert s.true_k == 3 and s.overlap.any()
+    with threadpool_limits(1):  # a small SVD: threads only contend
+        singular = np.linalg.svd(s.noise_free().reshape(144, -1), compute_uv=False)
+    rank = int(np.sum(singular > 1e-8 * singular[0]))
+    assert rank > s.true_k if rank_rises else rank == s.true_k
