@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 from pyxem.signals import ElectronDiffraction2D, LazyElectronDiffraction2D
 
+from .beam import DirectBeam, find_direct_beam
 from .decide import METHODS, evaluate
 from .epattern import SpotTable, reconstruct, register_spots, to_sparse
 from .nmf.sweep import run_sweep
@@ -93,11 +94,16 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             HALS only: sweeps over the components per factor update from the products of one
             pass over the data (accelerated HALS, Gillis & Glineur 2012); 1 is plain HALS.
             Ten sweeps cost a few per cent of a pass and roughly halve the passes a run needs.
-        signal_mask : numpy.ndarray or hyperspy signal, optional
-            Boolean over the diffraction plane, ``True`` = pixel excluded (e.g. the direct beam
-            from :meth:`direct_beam_mask`).  Excluded pixels are dropped from the fit and are zero
-            in the factors and the model.  By default the beam mask recorded by
-            :meth:`prepare_for_nmf` (``beam_mask_radius``), if any.
+        signal_mask : None, False, numpy.ndarray or hyperspy signal
+            Pixels of the diffraction plane left out of the fit (``True`` = excluded); they are
+            zero in the factors and the model.  ``None`` (default): the beam mask recorded by
+            :meth:`prepare_for_nmf` (``beam_mask_radius``) if there is one, else the direct
+            beam found on the mean pattern, its radius measured from its own profile
+            (:meth:`direct_beam`; nothing is masked when no beam stands out).  The beam is
+            left out because crystals take their counts from it: its weight at a probe falls
+            as theirs rise, which no non-negative component represents (see the README).
+            ``False``: every pixel is fitted.  An array or signal: that mask.  What was
+            masked and why is recorded in ``sweep.params["signal_mask"]``.
         navigation_mask : numpy.ndarray or hyperspy signal, optional
             Boolean over the scan, ``True`` = probe excluded (e.g. vacuum).  Excluded probes are
             dropped from the fit and have zero loadings.
@@ -145,10 +151,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         sig_shape = self.data.shape[self.axes_manager.navigation_dimension :]
         nav_shape = self.data.shape[: self.axes_manager.navigation_dimension]
         _check_2d_patterns(self, "nmf_sweep")
-        if signal_mask is None and self.metadata.has_item(METADATA_PREPROCESSING_MASK):
-            signal_mask = self.metadata.get_item(METADATA_PREPROCESSING_MASK)
-            _logger.info("nmf_sweep: using the beam mask recorded by prepare_for_nmf")
-        signal_mask = _as_mask(signal_mask, sig_shape, "signal_mask")
+        signal_mask, mask_record = self._sweep_signal_mask(signal_mask, sig_shape)
         navigation_mask = _as_mask(navigation_mask, nav_shape, "navigation_mask")
         n_probe = int(np.prod(nav_shape, dtype=int))
         n_pixel = int(np.prod(sig_shape, dtype=int))
@@ -201,6 +204,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 "lazy": bool(self._lazy),
                 "chunk_rows": chunk_rows,
                 "input": "patterns" if spots is None else "spots (sparse)",
+                "signal_mask": mask_record,
             },
             source_metadata=self._source_metadata(),
         )
@@ -557,19 +561,52 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         out.title = f"{self.metadata.General.title} (ePattern)".strip()
         return out
 
-    def direct_beam_mask(self, radius: float, *, method: str = "blur", **kwargs) -> np.ndarray:
+    def direct_beam(self) -> DirectBeam:
+        """The direct beam of the mean pattern: its position and radius, or why none is found.
+
+        The beam is found by pyxem's blur-maximum finder on the mean pattern (one pass over a
+        lazy scan) and its radius measured from its own azimuthal profile: where its excess
+        over the diffuse scattering around it ends (see
+        :func:`hyperspy_nmfdecide.beam.find_direct_beam`).  This is what ``nmf_sweep`` masks by
+        default.
+
+        Returns
+        -------
+        DirectBeam
+            ``found``, ``position`` (x, y pixels), ``radius``, ``reason``, ``mask(shape)``.
+
+        Examples
+        --------
+        >>> from hyperspy_nmfdecide.data import simulated_scan
+        >>> s = simulated_scan(nav_shape=(4, 4), pattern_size=32, random_state=0).signal
+        >>> beam = s.direct_beam()
+        >>> beam.found, [round(v) for v in beam.position]  # at (16 + 1.5, 16 - 2)
+        (True, [18, 14])
+        """
+        _check_2d_patterns(self, "direct_beam")
+        mean = self.mean(axis=self.axes_manager.navigation_axes)
+        if mean._lazy:
+            mean.compute()
+        return find_direct_beam(np.asarray(mean.data, dtype=np.float64))
+
+    def direct_beam_mask(
+        self, radius: float | None = None, *, method: str = "blur", **kwargs
+    ) -> np.ndarray:
         """Boolean mask of a disc around the *found* direct beam (True = excluded).
 
         pyxem's ``get_direct_beam_mask`` centres the disc on the detector centre; here the
-        beam is located first with pyxem's ``get_direct_beam_position`` (on the mean pattern,
-        one pass for lazy data), so the mask follows a beam that is off-centre.
+        beam is located first on the mean pattern (one pass for lazy data), so the mask
+        follows a beam that is off-centre.
 
         Parameters
         ----------
-        radius : float
-            Disc radius in pixels.
+        radius : float, optional
+            Disc radius in pixels.  None: the beam and its radius as :meth:`direct_beam`
+            measures them (the mask ``nmf_sweep`` uses by default); a ValueError when no beam
+            stands out.
         method : str
-            Passed to ``get_direct_beam_position`` (``"blur"``, ``"center_of_mass"``, ...).
+            With ``radius``: passed to pyxem's ``get_direct_beam_position`` (``"blur"``,
+            ``"center_of_mass"``, ...).
         **kwargs
             Passed to ``get_direct_beam_position``; for ``"blur"`` ``sigma`` defaults to 2.
 
@@ -584,10 +621,17 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         >>> s = simulated_scan(nav_shape=(4, 4), pattern_size=32, random_state=0).signal
         >>> s.direct_beam_mask(radius=3).shape
         (32, 32)
+        >>> bool(s.direct_beam_mask().sum() > 0)
+        True
         """
+        sig_shape = self.data.shape[self.axes_manager.navigation_dimension :]
+        if radius is None:
+            beam = self.direct_beam()
+            if not beam.found:
+                raise ValueError(f"direct_beam_mask: {beam.reason}; give radius= to mask anyway")
+            return beam.mask(sig_shape)
         if not radius > 0:
             raise ValueError(f"radius must be > 0 pixels, got {radius!r}")
-        sig_shape = self.data.shape[self.axes_manager.navigation_dimension :]
         if radius > max(sig_shape):
             raise ValueError(f"radius {radius} is larger than the pattern {sig_shape}")
         mean = self.mean(axis=self.axes_manager.navigation_axes)
@@ -617,6 +661,26 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 f"spots were registered on a scan of shape {tuple(spots.nav_shape)} × "
                 f"{tuple(spots.signal_shape)}, this signal is {shape[:nav_dim]} × {shape[nav_dim:]}"
             )
+
+    def _sweep_signal_mask(self, signal_mask, sig_shape) -> tuple[np.ndarray | None, dict]:
+        """The sweep's pixel mask and a record of where it came from (``signal_mask`` rules)."""
+        if signal_mask is False:
+            return None, {"source": "none", "n_pixels": 0}
+        if signal_mask is None and self.metadata.has_item(METADATA_PREPROCESSING_MASK):
+            _logger.info("nmf_sweep: using the beam mask recorded by prepare_for_nmf")
+            mask = _as_mask(self.metadata.get_item(METADATA_PREPROCESSING_MASK), sig_shape, "")
+            return mask, {"source": "prepare_for_nmf", "n_pixels": int(mask.sum())}
+        if signal_mask is None:
+            beam = self.direct_beam()
+            mask = beam.mask(sig_shape)
+            record = {"source": "automatic", "beam": beam.to_dict()}
+            record["n_pixels"] = 0 if mask is None else int(mask.sum())
+            _logger.info("nmf_sweep: %s", beam.reason)
+            return mask, record
+        if signal_mask is True:
+            raise TypeError("signal_mask must be None, False or a boolean mask, got True")
+        mask = _as_mask(signal_mask, sig_shape, "signal_mask")
+        return mask, {"source": "given", "n_pixels": int(mask.sum())}
 
     def _matrix_shape(self) -> tuple[int, int]:
         nav_dim = self.axes_manager.navigation_dimension

@@ -55,7 +55,13 @@ def test_sweep_shapes_and_calibrated_results(scan, lazy):
     assert model.data.shape == s.data.shape
     reconstructed = np.asarray(model.data if not lazy else model.data.compute())
     data = np.asarray(s.data if not lazy else s.data.compute(), dtype=float)
-    assert np.mean((reconstructed - data) ** 2) == pytest.approx(sweep.best_loss[2], rel=1e-4)
+    # The MSE is over the fitted pixels: by default the direct beam is left out (and zero in
+    # the model).
+    fitted = ~sweep.signal_mask
+    assert sweep.params["signal_mask"]["source"] == "automatic" and sweep.signal_mask.any()
+    assert np.all(reconstructed[..., ~fitted] == 0)
+    error = (reconstructed - data)[..., fitted]
+    assert np.mean(error**2) == pytest.approx(sweep.best_loss[2], rel=1e-4)
 
 
 def test_lazy_matches_eager(scan):
@@ -159,6 +165,49 @@ def test_direct_beam_mask_is_at_the_beam_not_the_centre():
     np.testing.assert_array_equal(lazy_mask, mask)
 
 
+def test_the_sweep_masks_the_direct_beam_by_default(scan, lazy):
+    s = make_signal(scan, lazy)
+    beam = s.direct_beam()
+    assert beam.found
+    sweep = sweep_of(s, k_range=range(1, 3), n_restarts=2)
+    np.testing.assert_array_equal(sweep.signal_mask, beam.mask(scan.sources.shape[1:]))
+    record = sweep.params["signal_mask"]
+    assert record["source"] == "automatic" and record["n_pixels"] == sweep.signal_mask.sum()
+    assert record["beam"]["radius"] == pytest.approx(beam.radius)
+    # The true beam (simulated at the detector centre + beam_offset) is inside the mask.
+    x, y = np.array(scan.sources.shape[1:][::-1]) / 2 + scan.params["beam_offset"]
+    assert sweep.signal_mask[round(y), round(x)]
+    assert not np.asarray(sweep.get_factors(2).data)[:, sweep.signal_mask].any()
+    # The record travels with the sweep into metadata and back.
+    assert s.get_nmf_sweep().params["signal_mask"] == record
+
+
+def test_the_default_beam_mask_can_be_switched_off_or_replaced(scan):
+    s = make_signal(scan, False)
+    unmasked = sweep_of(s, k_range=range(1, 3), n_restarts=2, signal_mask=False)
+    assert unmasked.signal_mask is None
+    assert unmasked.params["signal_mask"] == {"source": "none", "n_pixels": 0}
+    own = np.zeros(scan.sources.shape[1:], dtype=bool)
+    own[:2] = True
+    given = sweep_of(s, k_range=range(1, 3), n_restarts=2, signal_mask=own)
+    np.testing.assert_array_equal(given.signal_mask, own)
+    assert given.params["signal_mask"]["source"] == "given"
+    with pytest.raises(TypeError, match="signal_mask"):
+        sweep_of(s, signal_mask=True)
+
+
+def test_no_beam_nothing_masked_and_said_so():
+    scan = simulated_scan(
+        nav_shape=(8, 8), pattern_size=32, direct_beam=False, background="none", random_state=0
+    )
+    sweep = scan.signal.nmf_sweep(range(1, 3), n_restarts=2, random_state=0)
+    record = sweep.params["signal_mask"]
+    assert record["source"] == "automatic" and not record["beam"]["found"]
+    assert sweep.signal_mask is None and "not masked" in record["beam"]["reason"]
+    with pytest.raises(ValueError, match="give radius"):
+        scan.signal.direct_beam_mask()
+
+
 def test_prepared_signal_keeps_the_class_and_its_beam_mask_reaches_the_sweep(scan, lazy):
     s = make_signal(scan, lazy)
     prepared = s.prepare_for_nmf(center=True, beam_mask_radius=3)
@@ -181,8 +230,9 @@ def test_epattern_spots_sweep_as_sparse_matrix_or_redrawn_patterns(scan, lazy):
     assert type(clean) is type(s) and clean.data.shape == s.data.shape
     assert clean.metadata.NMFDecide.preprocessing.steps[-1]["n_spots"] == table.n_spots
     assert clean.axes_manager[-1].scale == s.axes_manager[-1].scale
-    sparse_sweep = sweep_of(s, spots=table)
-    dense_sweep = sweep_of(clean)
+    beam = s.direct_beam_mask()  # the same pixels for both (the default finds it on each)
+    sparse_sweep = sweep_of(s, spots=table, signal_mask=beam)
+    dense_sweep = sweep_of(clean, signal_mask=beam)
     np.testing.assert_allclose(sparse_sweep.best_loss, dense_sweep.best_loss, rtol=1e-3)
     assert sparse_sweep.params["input"] == "spots (sparse)"
     other = simulated_scan(nav_shape=(4, 4), pattern_size=32, random_state=0).signal
