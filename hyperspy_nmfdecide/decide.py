@@ -31,15 +31,15 @@ No HyperSpy import happens here (DESIGN §1); X is read through the sweep's chun
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from . import iqa
-from .nmf.operators import DTYPE, InProcessChunks, MatrixStats
 from .nmf.svd import truncated_svd
+from .noise import BinnedView, NoiseModel, estimate_noise
 from .phases import cosine_similarity
 
 _logger = logging.getLogger(__name__)
@@ -61,6 +61,15 @@ BINNED_SIDE = 16
 
 #: Extra singular values computed beyond the largest k swept (they measure the noise tail).
 TAIL_RANK = 20
+
+#: The noise edge is trusted while the data's tail energy over the twin's lies in this range.
+#: Within it the edge is scaled by that ratio (the measured noise over- or under-estimated by
+#: structure between neighbouring probes: e.g. ×0.4 on a scan whose probes are unrelated).
+NOISE_SCALE_RANGE = (0.25, 4.0)
+
+#: Matched cosine similarity of the two best runs' components above which they agree
+#: (:func:`stable_k`, the fallback when the noise edge cannot be trusted).
+STABLE_AGREEMENT = 0.9
 
 #: ``method="iqa"``: SSIM(raw, model) has stopped rising once a step adds less than this share
 #: of its whole rise over the swept k.
@@ -109,33 +118,37 @@ def elbow_k(k_values: Sequence[int], loss: Sequence[float]) -> int:
 # -- level 2: the noise edge ----------------------------------------------------------------------
 @dataclass
 class NoiseSpectrum:
-    """Singular values of the Poisson-scaled data against the edge of pure noise.
+    """Singular values of the noise-scaled data against the edge of pure noise.
 
     Attributes
     ----------
     squared_singular_values : numpy.ndarray
         (rank,) largest squared singular values of the scaled data, descending.
     noise_edge : float
-        Largest squared singular value of pure Poisson noise at unit gain, same scaling.
-    gain : float
-        Noise variance relative to Poisson counts (1 for counts; a detector gain otherwise),
-        from the energy of the spectra beyond the computed singular values.
+        Largest squared singular value of the noise twin (the data's own noise, no
+        structure), same scaling.
+    noise_scale : float
+        Energy of the data beyond the computed singular values over that of the twin: about 1
+        when the measured noise describes the data's noise floor; the edge is scaled by it.
     shape : tuple of int
         (rows, binned pixels) of the scaled matrix: sets the Tracy-Widom margin.
     binning : int
         Side of the square bins the patterns were summed in.
+    noise : NoiseModel or None
+        The noise measured between neighbouring probes (None for a spectrum built by hand).
     """
 
     squared_singular_values: np.ndarray
     noise_edge: float
-    gain: float
+    noise_scale: float
     shape: tuple[int, int]
     binning: int = 1
+    noise: NoiseModel | None = None
 
     @property
     def ratio(self) -> np.ndarray:
         """(rank,) each component's squared singular value over the noise edge."""
-        return self.squared_singular_values / (self.gain * self.noise_edge)
+        return self.squared_singular_values / (self.noise_scale * self.noise_edge)
 
     @property
     def default_margin(self) -> float:
@@ -160,68 +173,28 @@ class NoiseSpectrum:
         above = self.ratio > (self.default_margin if margin is None else margin)
         return int(np.argmin(above)) if not above.all() else int(above.size)
 
+    def problem(self) -> str | None:
+        """Why this noise edge cannot be trusted, or None.
 
-class _PoissonScaled(InProcessChunks):
-    """The kept data, patterns binned and pixels scaled to equal Poisson noise, or its twin.
-
-    Each chunk's patterns are binned ``factor × factor`` (spots span several pixels, so their
-    signal adds up coherently while the noise adds up at random) and every binned pixel is
-    divided by ``sqrt(b_j)``, b the mean binned pattern.  Patterns are not scaled by their
-    intensity (Keenan & Kotula's row factor): a background whose strength varies over the
-    scan is itself a source, and that scaling would remove it.  With ``noise=True`` the data
-    are first replaced by ``sqrt(X) × random signs`` (fixed per chunk): the same variance in
-    every entry, no structure.  An in-process chunk operator over the chunks of ``operator``
-    (what :func:`truncated_svd` reads).
-    """
-
-    def __init__(
-        self,
-        operator,
-        pattern_shape: tuple[int, int],
-        factor: int,
-        *,
-        noise: bool = False,
-        entropy: int = 0,
-    ) -> None:
-        self.operator = operator
-        self.row_slices = operator.row_slices
-        self.noise = noise
-        self.entropy = entropy
-        height, width = (side // factor * factor for side in pattern_shape)
-        self._full = (int(np.prod(pattern_shape)), pattern_shape, factor, height, width)
-        self._n_bins = (height // factor) * (width // factor)
-        self.col_scale = np.ones(self._n_bins, dtype=DTYPE)
-        self.stats = MatrixStats(0.0, operator.shape[0], self._n_bins, self._n_bins)
-
-    def with_pixel_scale(self) -> _PoissonScaled:
-        """Set ``1 / sqrt(mean binned pattern)`` from one pass over the data."""
-        sums = np.zeros(self._n_bins)
-        for _, x in self.chunks():
-            sums += x.sum(axis=0, dtype=np.float64)
-        self.col_scale = _inverse_sqrt(sums / self.operator.shape[0]).astype(DTYPE)
-        return self
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.stats.n_rows, self.stats.n_cols
-
-    def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
-        size, (rows_px, cols_px), factor, height, width = self._full
-        for index, (rows, chunk) in enumerate(self.operator.chunks()):
-            x = self.operator.dense(chunk)
-            if self.noise:
-                x = np.sqrt(np.maximum(x, 0)) * _signs(self.entropy, index, x.shape)
-            full = np.zeros((x.shape[0], size), dtype=DTYPE)
-            full[:, self.operator.col_keep] = x
-            patterns = full.reshape(-1, rows_px, cols_px)[:, :height, :width]
-            binned = patterns.reshape(-1, height // factor, factor, width // factor, factor)
-            yield rows, binned.sum(axis=(2, 4)).reshape(x.shape[0], -1) * self.col_scale
-
-    def squared_norm(self) -> float:
-        return sum(float(np.einsum("ij,ij->", c, c, dtype=np.float64)) for _, c in self.chunks())
+        The edge is trusted when the data hold noise (not a noise-free simulation) and the
+        noise measured between neighbouring probes matches the energy left in the data beyond
+        its top components to within a factor :data:`NOISE_SCALE_RANGE` (neighbouring probes
+        that differ by more than noise — a scan step coarser than the structure — or noise
+        correlated in ways binning does not absorb break that).
+        """
+        if self.noise is not None and self.noise.noise_free:
+            return "the data hold no noise between neighbouring probes (a noise-free simulation?)"
+        low, high = NOISE_SCALE_RANGE
+        if not low <= self.noise_scale <= high:
+            return (
+                f"the noise measured between neighbouring probes is {1 / self.noise_scale:.2g}× "
+                "the data's noise floor (outside "
+                f"{low:g}-{high:g}): neighbouring probes differ by more than noise"
+            )
+        return None
 
 
-def poisson_noise_spectrum(
+def noise_spectrum(
     operator,
     rank: int,
     *,
@@ -229,12 +202,19 @@ def poisson_noise_spectrum(
     binning: int = 1,
     random_state: int = 0,
 ) -> NoiseSpectrum:
-    """The top ``rank`` squared singular values of the Poisson-scaled data and the noise edge.
+    """The top ``rank`` squared singular values of the noise-scaled data and the noise edge.
+
+    The noise is measured from the data (:func:`hyperspy_nmfdecide.noise.estimate_noise`:
+    neighbouring probes, per binned pixel, with its mean–variance relation), each binned pixel
+    is divided by its noise standard deviation, and the singular values are compared with
+    those of the noise twin (random signs times each entry's noise).  Counts of any gain, dark
+    offsets, readout noise and blur within a bin are all measured, not assumed.
 
     Parameters
     ----------
     operator
-        A :class:`~hyperspy_nmfdecide.nmf.operators.DenseOperator` over the kept data.
+        A :class:`~hyperspy_nmfdecide.nmf.operators.DenseOperator` over the kept data, its
+        rows in scan order (neighbouring rows are neighbouring probes).
     rank
         Singular values wanted (the largest k of interest; :data:`TAIL_RANK` more are computed
         to measure the noise tail).
@@ -254,48 +234,40 @@ def poisson_noise_spectrum(
     >>> from hyperspy_nmfdecide.nmf.operators import DenseOperator
     >>> rng = np.random.default_rng(0)
     >>> w, h = rng.gamma(1.0, 1.0, (400, 3)), rng.gamma(0.3, 3.0, (3, 300))
-    >>> counts = rng.poisson(w @ h)
-    >>> spectrum = poisson_noise_spectrum(DenseOperator(counts), 6)
-    >>> spectrum.n_components(), round(spectrum.gain, 1)
-    (3, 1.0)
+    >>> counts = 7.0 * rng.poisson(w @ h) + 20.0      # gain 7, dark offset 20
+    >>> spectrum = noise_spectrum(DenseOperator(counts), 6)
+    >>> spectrum.n_components(), round(spectrum.noise.gain)
+    (4, 7)
     """
     if pattern_shape is None:
         pattern_shape, binning = (1, operator.full_shape[1]), 1
-    if not isinstance(binning, (int, np.integer)) or binning < 1:
-        raise ValueError(f"binning must be an integer ≥ 1, got {binning!r}")
-    scaled = _PoissonScaled(operator, pattern_shape, binning).with_pixel_scale()
+    view = BinnedView(operator, pattern_shape, binning)
+    model = estimate_noise(view)
+    scaled = view.scaled_to(model.column_variance)
     n, p = scaled.shape
     width = min(rank + TAIL_RANK, n, p)
     svd = truncated_svd(scaled, width, oversample=10, random_state=random_state)
-    noise = _PoissonScaled(operator, pattern_shape, binning, noise=True, entropy=random_state)
-    noise.col_scale = scaled.col_scale
-    twin = truncated_svd(noise, width, oversample=10, random_state=random_state + 1)
+    twin = scaled.twin(model, entropy=random_state)
+    twin_svd = truncated_svd(twin, width, oversample=10, random_state=random_state + 1)
     squared = svd.s.astype(np.float64) ** 2
-    noise_squared = twin.s.astype(np.float64) ** 2
-    # Beyond the top ``width`` directions both hold noise only: the ratio of their energies is
-    # the noise level relative to Poisson counts (the gain).
+    noise_squared = twin_svd.s.astype(np.float64) ** 2
+    # Beyond the top ``width`` directions both hold noise only: the ratio of their energies
+    # checks (and corrects) the measured noise level.
     tail = scaled.squared_norm() - float(squared.sum())
-    noise_tail = noise.squared_norm() - float(noise_squared.sum())
-    gain = tail / noise_tail if width < min(n, p) and noise_tail > 0 and tail > 0 else 1.0
-    return NoiseSpectrum(squared[:rank], float(noise_squared[0]), float(gain), (n, p), binning)
-
-
-def _inverse_sqrt(values: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(values, dtype=np.float64)
-    positive = values > 0
-    out[positive] = 1 / np.sqrt(values[positive])
-    return out
-
-
-def _signs(entropy: int, index: int, shape: tuple[int, int]) -> np.ndarray:
-    """Random ±1 of one chunk, the same in every pass."""
-    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(index,)))
-    return (2 * rng.integers(0, 2, size=shape, dtype=np.int8) - 1).astype(DTYPE)
+    noise_tail = twin.squared_norm() - float(noise_squared.sum())
+    scale = tail / noise_tail if width < min(n, p) and noise_tail > 0 and tail > 0 else 1.0
+    return NoiseSpectrum(
+        squared[:rank], float(noise_squared[0]), float(scale), (n, p), binning, model
+    )
 
 
 # -- level 2: image quality -----------------------------------------------------------------------
 def iqa_evidence(
-    raw: np.ndarray, models: Mapping[int, np.ndarray], *, pixel_mask: np.ndarray | None = None
+    raw: np.ndarray,
+    models: Mapping[int, np.ndarray],
+    *,
+    pixel_mask: np.ndarray | None = None,
+    noise: tuple[float, float] = (1.0, 0.0),
 ) -> dict[str, np.ndarray]:
     """IQA of every reconstruction against the raw patterns, and of neighbouring k.
 
@@ -307,6 +279,9 @@ def iqa_evidence(
         Per k, the (m, H, W) reconstructions of the same probes.
     pixel_mask : numpy.ndarray, optional
         (H, W) bool, True = excluded: set to zero in every image before comparison.
+    noise : tuple of float
+        ``(gain, c)``: a pixel of expected intensity m has the noise variance
+        ``gain × m + c`` (:class:`~hyperspy_nmfdecide.noise.NoiseModel`; (1, 0) for counts).
 
     Returns
     -------
@@ -314,8 +289,8 @@ def iqa_evidence(
         Per k (ascending): the mean over the sample of ``psnr``, ``ssim``, ``gmsd``, ``mdsi``
         (raw vs model; ``data_range`` = the sample's maximum raw count), ``next_ssim`` and
         ``next_psnr`` (model at k vs model at the next k; NaN for the last), and
-        ``residual_nsd_ratio`` (NSD of raw − model over the Poisson noise level
-        ``sqrt(mean(model))`` of the pattern; about 1 once the residual is noise).
+        ``residual_nsd_ratio`` (NSD of raw − model over the noise level
+        ``sqrt(gain × mean(model) + c)`` of the pattern; about 1 once the residual is noise).
 
     Examples
     --------
@@ -349,7 +324,8 @@ def iqa_evidence(
             model = model * keep
         for name in FIDELITY_METRICS:
             out[name][i] = float(np.mean(iqa.batch(name, raw, model, data_range=data_range)))
-        level = np.sqrt(np.maximum(model.mean(axis=(1, 2)), np.finfo(float).tiny))
+        gain, zero = noise
+        level = np.sqrt(np.maximum(gain * model.mean(axis=(1, 2)) + zero, np.finfo(float).tiny))
         nsd = iqa.batch("nsd", model, raw, data_range=data_range)  # std of raw − model
         out["residual_nsd_ratio"][i] = float(np.mean(nsd / level))
         if previous is not None:
@@ -390,13 +366,18 @@ def component_agreement(factors: np.ndarray, other: np.ndarray) -> float:
 # -- the decision ---------------------------------------------------------------------------------
 @dataclass
 class Decision:
-    """What :func:`decide` concludes: the k, the level-1 elbow, and why."""
+    """What :func:`decide` concludes: the k, the level-1 elbow, and why.
+
+    ``fallback`` names the rule used when the method's own could not be trusted
+    (``"stability"`` or ``"iqa"``), else None.
+    """
 
     k: int
     elbow_k: int
     method: str
     reason: str
     suggested_range: tuple[int, int] | None = None
+    fallback: str | None = None
 
 
 def decide(
@@ -416,9 +397,16 @@ def decide(
         The sweep's k values (at least 3, ascending) and minimum MSE per k.
     method : {"noise", "elbow", "iqa"}
         ``"noise"``: the number of components above the noise edge (needs ``spectrum``).
+        When the edge cannot be trusted (:meth:`NoiseSpectrum.problem`) or counts components
+        up to the top of the swept range, the decision falls back on the stability of the
+        factorisations (:func:`stable_k`, needs ``fidelity``) and ``reason`` says so.
         ``"elbow"``: level 1 alone.  ``"iqa"``: the smallest k after which SSIM between raw
         and reconstructed rises by less than :data:`IQA_FLAT` of its whole rise (needs
         ``fidelity`` from :func:`iqa_evidence`).
+    spectrum : NoiseSpectrum, optional
+        From :func:`noise_spectrum`.
+    fidelity : mapping, optional
+        Per-k evidence: :func:`iqa_evidence` and ``component_agreement``.
     margin
         Factor by which a component must clear the noise edge (default:
         :attr:`NoiseSpectrum.default_margin`).
@@ -457,19 +445,37 @@ def decide(
         raise ValueError("method='noise' needs the noise spectrum")
     margin = spectrum.default_margin if margin is None else margin
     wanted = spectrum.n_components(margin)
-    k = int(np.clip(wanted, ks[0], ks[-1]))
-    ratio = spectrum.ratio
-    if wanted == 0:
-        reason = f"k = {k}: no component rises above the noise edge (the largest at {ratio[0]:.2f}×"
-    else:
-        verb = "rises" if wanted == 1 else "rise"
-        reason = (
-            f"k = {k}: {wanted} component{'s' * (wanted > 1)} of the Poisson-scaled data {verb} "
-            f"above the noise edge (the {_ordinal(wanted)} at {ratio[wanted - 1]:.2f}× the edge"
+    edge_text = _edge_reason(spectrum, wanted, margin)
+    problem = spectrum.problem()
+    if problem is None and wanted >= ks[-1] and fidelity is not None:
+        problem = (
+            f"the noise edge counts {wanted} components, as many as or more than the sweep "
+            "reaches: extra components may be physics (thickness, overlaps, a moving beam) "
+            "or a noise model that does not fit"
         )
-        if wanted < ratio.size:
-            reason += f", the next at {ratio[wanted]:.2f}×, noise"
-    reason += f"; margin {margin:.3g}×); the level-1 elbow is at k = {elbow}."
+        stable = stable_k(ks, fidelity)
+        if stable is None or stable >= ks[-1]:
+            problem = None  # the factorisations agree all the way up: trust the edge
+    if problem is not None and fidelity is not None:
+        stable = stable_k(ks, fidelity)
+        if stable is not None:
+            reason = (
+                f"k = {stable}: the largest k at which the two best factorisations agree "
+                f"(matched components' cosine ≥ {STABLE_AGREEMENT:g}) — used because {problem} "
+                f"({edge_text}); the level-1 elbow is at k = {elbow}."
+            )
+            return Decision(stable, elbow, method, reason, fallback="stability")
+        decision = _decide_iqa(ks, elbow, fidelity)
+        decision.reason = decision.reason[:-1] + f" — used because {problem} ({edge_text})."
+        decision.method, decision.fallback = method, "iqa"
+        return decision
+    k = int(np.clip(wanted, ks[0], ks[-1]))
+    reason = f"k = {k}: {edge_text}; the level-1 elbow is at k = {elbow}."
+    if spectrum.noise is not None:
+        reason += f" Noise measured between neighbouring probes: {spectrum.noise.describe()}"
+        if abs(np.log(spectrum.noise_scale)) > np.log(1.2):
+            reason += f", scaled ×{spectrum.noise_scale:.2g} to the data's noise floor"
+        reason += "."
     suggested = None
     if wanted > ks[-1] or (wanted < ks[0] and ks[0] > 1):
         suggested = (max(1, min(ks[0], wanted - 2)), max(ks[-1], wanted + 2))
@@ -478,6 +484,46 @@ def decide(
             f"k = {suggested[0]}..{suggested[1]}."
         )
     return Decision(k, elbow, method, reason, suggested)
+
+
+def _edge_reason(spectrum: NoiseSpectrum, wanted: int, margin: float) -> str:
+    """How many components clear the noise edge, in words."""
+    ratio = spectrum.ratio
+    if wanted == 0:
+        return (
+            f"no component rises above the noise edge (the largest at {ratio[0]:.2f}×; "
+            f"margin {margin:.3g}×)"
+        )
+    verb = "rises" if wanted == 1 else "rise"
+    text = (
+        f"{wanted} component{'s' * (wanted > 1)} of the noise-scaled data {verb} above the "
+        f"noise edge (the {_ordinal(wanted)} at {ratio[wanted - 1]:.2f}× the edge"
+    )
+    if wanted < ratio.size:
+        text += f", the next at {ratio[wanted]:.2f}×, noise"
+    return text + f"; margin {margin:.3g}×)"
+
+
+def stable_k(k_values: Sequence[int], evidence: Mapping[str, np.ndarray]) -> int | None:
+    """The largest k up to which the two best factorisations agree, or None without evidence.
+
+    While every component is a source, restarts find the same components (matched cosine
+    near 1); once components fit noise, or split a source in ways the data do not pin down,
+    each restart does it differently.  The answer is the last k of the first run of k values
+    whose ``component_agreement`` is at least :data:`STABLE_AGREEMENT`.
+
+    Examples
+    --------
+    >>> stable_k([2, 3, 4, 5], {"component_agreement": np.array([1.0, 0.99, 0.97, 0.62])})
+    4
+    """
+    agreement = np.asarray(evidence.get("component_agreement", []), dtype=float)
+    if agreement.size != len(k_values) or not np.isfinite(agreement).any():
+        return None
+    below = np.flatnonzero(~(agreement >= STABLE_AGREEMENT))
+    if not below.size:
+        return int(k_values[-1])
+    return int(k_values[max(int(below[0]) - 1, 0)])
 
 
 def _decide_iqa(ks: list[int], elbow: int, fidelity) -> Decision:
@@ -579,7 +625,7 @@ def evaluate(
     rank = min(ks[-1] + 2, *operator.shape)
     if binning is None:
         binning = max(1, min(pattern_shape) // BINNED_SIDE)
-    spectrum = poisson_noise_spectrum(
+    spectrum = noise_spectrum(
         operator, rank, pattern_shape=pattern_shape, binning=binning, random_state=random_state
     )
 
@@ -603,8 +649,12 @@ def evaluate(
         "noise_ratio": np.array(
             [spectrum.ratio[k - 1] if k <= spectrum.ratio.size else np.nan for k in ks]
         ),
+        # The noise measured between neighbouring probes, the same on every row.
+        "noise_gain": np.full(len(ks), spectrum.noise.gain),
+        "noise_offset": np.full(len(ks), spectrum.noise.offset),
     }
-    table |= iqa_evidence(raw.reshape(shape), models, pixel_mask=pixel_mask)
+    noise = (spectrum.noise.gain, spectrum.noise.zero_variance)
+    table |= iqa_evidence(raw.reshape(shape), models, pixel_mask=pixel_mask, noise=noise)
     decision = decide(
         ks, best_loss, method=method, spectrum=spectrum, fidelity=table, margin=margin
     )

@@ -368,12 +368,19 @@ class KDecision(SavedAsNpz):
     columns : dict of str to numpy.ndarray
         Every metric per k (see :attr:`table`).
     spectrum : dict
-        ``squared_singular_values``, ``noise_edge``, ``gain`` and ``shape`` (rows, binned
-        pixels) of the Poisson-scaled data.
+        ``squared_singular_values``, ``noise_edge``, ``noise_scale`` and ``shape`` (rows,
+        binned pixels) of the noise-scaled data.
     suggested_range : tuple of int or None
         Set when the sweep's k range does not bracket the decision.
     params : dict
         ``n_sample``, ``margin``, ``random_state``.
+    noise : dict
+        The noise measured between neighbouring probes
+        (:meth:`hyperspy_nmfdecide.noise.NoiseModel.to_dict`): ``gain``, ``zero_variance``,
+        ``offset``, ``readout_noise``, the mean–variance points and fit.
+    fallback : str or None
+        The rule that decided when the noise edge could not be trusted (``"stability"`` or
+        ``"iqa"``; ``reason`` says why), else None.
 
     Examples
     --------
@@ -394,6 +401,8 @@ class KDecision(SavedAsNpz):
     spectrum: dict
     suggested_range: tuple[int, int] | None = None
     params: dict = field(default_factory=dict)
+    noise: dict = field(default_factory=dict)
+    fallback: str | None = None
 
     @property
     def table(self) -> list[dict]:
@@ -407,9 +416,9 @@ class KDecision(SavedAsNpz):
 
     @property
     def noise_ratio(self) -> np.ndarray:
-        """Squared singular values of the Poisson-scaled data over the noise edge, descending."""
+        """Squared singular values of the noise-scaled data over the noise edge, descending."""
         s = self.spectrum
-        return np.asarray(s["squared_singular_values"]) / (s["gain"] * s["noise_edge"])
+        return np.asarray(s["squared_singular_values"]) / (s["noise_scale"] * s["noise_edge"])
 
     def plot(self, fig=None):
         """Level 1 and level 2 side by side, elbow and decision marked; returns the Figure."""
@@ -420,7 +429,7 @@ class KDecision(SavedAsNpz):
     def to_dict(self) -> dict:
         """A nested dict of arrays, strings and numbers (fit for HyperSpy metadata)."""
         out = {
-            "format": "hyperspy_nmfdecide.KDecision/1",
+            "format": "hyperspy_nmfdecide.KDecision/2",
             "k": int(self.k),
             "elbow_k": int(self.elbow_k),
             "method": self.method,
@@ -430,9 +439,11 @@ class KDecision(SavedAsNpz):
             "columns": np.stack([np.asarray(v, dtype=float) for v in self.columns.values()]),
             "squared_singular_values": np.asarray(self.spectrum["squared_singular_values"]),
             "noise_edge": float(self.spectrum["noise_edge"]),
-            "gain": float(self.spectrum["gain"]),
+            "noise_scale": float(self.spectrum["noise_scale"]),
             "spectrum_shape": np.asarray(self.spectrum["shape"]),
             "params_json": json.dumps(self.params),
+            "noise_json": json.dumps(self.noise),
+            "fallback": self.fallback or "",
         }
         if self.suggested_range is not None:
             out["suggested_range"] = np.asarray(self.suggested_range)
@@ -441,8 +452,10 @@ class KDecision(SavedAsNpz):
     @classmethod
     def from_dict(cls, d: dict) -> KDecision:
         """Inverse of :meth:`to_dict`."""
-        if d.get("format") != "hyperspy_nmfdecide.KDecision/1":
+        version = str(d.get("format", ""))
+        if version not in ("hyperspy_nmfdecide.KDecision/1", "hyperspy_nmfdecide.KDecision/2"):
             raise ValueError(f"not a stored k decision (format {d.get('format')!r})")
+        # Version 1 assumed Poisson counts and called the tail correction "gain".
         names = json.loads(str(d["column_names"]))
         columns = np.asarray(d["columns"])
         suggested = d.get("suggested_range")
@@ -456,11 +469,13 @@ class KDecision(SavedAsNpz):
             spectrum={
                 "squared_singular_values": np.asarray(d["squared_singular_values"]),
                 "noise_edge": float(d["noise_edge"]),
-                "gain": float(d["gain"]),
+                "noise_scale": float(d["noise_scale"] if "noise_scale" in d else d["gain"]),
                 "shape": [int(v) for v in np.asarray(d["spectrum_shape"])],
             },
             suggested_range=None if suggested is None else tuple(int(v) for v in suggested),
             params=json.loads(str(d["params_json"])),
+            noise=json.loads(str(d["noise_json"])) if "noise_json" in d else {},
+            fallback=str(d.get("fallback", "")) or None,
         )
 
     def summary(self) -> dict:
@@ -469,7 +484,13 @@ class KDecision(SavedAsNpz):
             "k": int(self.k),
             "elbow_k": int(self.elbow_k),
             "method": self.method,
+            "fallback": self.fallback,
             "reason": self.reason,
             "suggested_range": self.suggested_range,
+            "noise": {
+                key: self.noise[key]
+                for key in ("gain", "zero_variance", "offset", "readout_noise", "misfit")
+                if key in self.noise
+            },
             "table": self.table,
         }

@@ -345,7 +345,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             spectrum={
                 "squared_singular_values": spectrum.squared_singular_values,
                 "noise_edge": spectrum.noise_edge,
-                "gain": spectrum.gain,
+                "noise_scale": spectrum.noise_scale,
                 "shape": list(spectrum.shape),
             },
             suggested_range=decision.suggested_range,
@@ -355,6 +355,8 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 "binning": spectrum.binning,
                 "random_state": int(random_state),
             },
+            noise=spectrum.noise.to_dict(),
+            fallback=decision.fallback,
         )
         if store:
             self.metadata.set_item(METADATA_DECISION, result.to_dict())

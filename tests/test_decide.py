@@ -3,6 +3,7 @@
 import hyperspy.api as hs
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from hyperspy_nmfdecide.data import simulated_scan
 from hyperspy_nmfdecide.decide import (
@@ -10,21 +11,29 @@ from hyperspy_nmfdecide.decide import (
     decide,
     elbow_k,
     iqa_evidence,
-    poisson_noise_spectrum,
+    noise_spectrum,
     restart_agreement,
 )
 from hyperspy_nmfdecide.nmf.operators import DenseOperator
 from hyperspy_nmfdecide.results import KDecision
 
 
-def planted_counts(rank=3, n=400, p=(16, 16), dose=30.0, seed=0, gain=1.0):
-    """Poisson counts of ``rank`` spot patterns with blob-free random maps, times ``gain``."""
+def planted_counts(rank=3, n=400, p=(16, 16), dose=30.0, seed=0, gain=1.0, smooth=False):
+    """Poisson counts of ``rank`` spot patterns times ``gain``.
+
+    The maps are random per probe, or with ``smooth`` smooth over a 20 × 20 scan as in a real
+    scan (neighbouring probes then hold nearly the same pattern).
+    """
     rng = np.random.default_rng(seed)
     h = np.full((rank, p[0] * p[1]), 0.05)
     for j in range(rank):
         h[j, rng.choice(h.shape[1], 12, replace=False)] = rng.uniform(1, 3, 12)
     h /= h.sum(axis=1, keepdims=True)
     w = rng.gamma(1.0, dose, (n, rank))
+    if smooth:
+        side = int(np.sqrt(n))
+        fields = ndimage.gaussian_filter(rng.standard_normal((side, side, rank)), (3, 3, 0))
+        w = dose * np.exp(fields / fields.std()).reshape(n, rank)
     return gain * rng.poisson(w @ h).astype(float)
 
 
@@ -45,32 +54,67 @@ def test_elbow_needs_three_points():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("rank", [1, 3, 5])
 def test_noise_edge_counts_the_planted_rank(rank, seed):
+    # Maps random per probe: neighbouring probes differ by more than noise, so the measured
+    # noise is too high and the tail of the spectrum scales it back (``noise_scale``).
     counts = planted_counts(rank=rank, seed=seed)
-    spectrum = poisson_noise_spectrum(DenseOperator(counts), 8, random_state=seed)
+    spectrum = noise_spectrum(DenseOperator(counts), 8, random_state=seed)
     assert spectrum.n_components() == rank
-    # Counts are their own variance: the measured gain is 1 within a few per cent.
-    assert spectrum.gain == pytest.approx(1.0, abs=0.05)
-    # Noise components sit at the edge (Tracy-Widom fluctuations of a few per cent).
-    assert 0.85 < spectrum.ratio[rank] < 1.05
+    # Noise components sit at the edge, within its Tracy-Widom fluctuations.
+    assert 0.85 < spectrum.ratio[rank] < spectrum.default_margin
+    assert spectrum.noise.gain * spectrum.noise_scale == pytest.approx(1.0, abs=0.2)
 
 
-def test_detector_gain_is_measured_and_does_not_change_the_count():
-    counts = planted_counts(rank=3, gain=4.0)
-    spectrum = poisson_noise_spectrum(DenseOperator(counts), 8)
-    assert spectrum.gain == pytest.approx(4.0, rel=0.05)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_counts_are_measured_as_counts_on_a_smooth_scan(seed):
+    counts = planted_counts(rank=3, seed=seed, smooth=True)
+    spectrum = noise_spectrum(DenseOperator(counts), 8, random_state=seed)
     assert spectrum.n_components() == 3
+    # Counts are their own variance: gain 1 and no offset, within 10 %; the measured noise
+    # matches the data's noise floor within 10 %.
+    assert spectrum.noise.gain == pytest.approx(1.0, abs=0.1)
+    assert spectrum.noise.offset < 0.1
+    assert spectrum.noise_scale == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "gain, offset, readout",
+    [(0.3, 0.0, 0.0), (8.0, 0.0, 0.0), (50.0, 0.0, 0.0), (5.0, 100.0, 0.0), (10.0, 50.0, 5.0)],
+)
+def test_detector_noise_is_measured_and_does_not_change_the_count(gain, offset, readout):
+    rng = np.random.default_rng(1)
+    counts = planted_counts(rank=3, seed=1, gain=gain, smooth=True)
+    data = counts + offset + rng.normal(0.0, readout, counts.shape) if readout else counts + offset
+    spectrum = noise_spectrum(DenseOperator(data), 8, random_state=0)
+    # A constant dark offset is one more non-negative source, present in every pattern.
+    assert spectrum.n_components() == 3 + (offset > 0)
+    # Within 15 %: with an offset the dark pixels all sit at one intensity, and the slope is
+    # set by the few bright ones.
+    assert spectrum.noise.gain == pytest.approx(gain, rel=0.15)
+    assert spectrum.noise_scale == pytest.approx(1.0, abs=0.15)
+    if offset and not readout:
+        assert spectrum.noise.offset == pytest.approx(offset, rel=0.1)
+    assert spectrum.problem() is None
+
+
+def test_noise_free_data_are_recognised():
+    counts = planted_counts(rank=3, seed=2, smooth=True)
+    expected = ndimage.uniform_filter(counts, size=(1, 1))  # any fixed data without noise
+    clean = np.repeat(expected[::4], 4, axis=0)  # groups of 4 identical probes: no noise
+    spectrum = noise_spectrum(DenseOperator(clean), 8, random_state=0)
+    assert spectrum.noise.noise_free
+    assert "no noise" in spectrum.problem()
 
 
 def test_binning_keeps_the_count_and_lifts_weak_components():
     counts = planted_counts(rank=3, dose=3.0, seed=4)
     op = DenseOperator(counts, drop_dark=False)
-    plain = poisson_noise_spectrum(op, 6)
-    binned = poisson_noise_spectrum(op, 6, pattern_shape=(16, 16), binning=2)
+    plain = noise_spectrum(op, 6)
+    binned = noise_spectrum(op, 6, pattern_shape=(16, 16), binning=2)
     assert binned.n_components() == 3
     assert binned.ratio[binned.n_components()] < 1.05  # no false component from binning
     assert binned.ratio[2] >= plain.ratio[2]
     with pytest.raises(ValueError, match="binning"):
-        poisson_noise_spectrum(op, 6, pattern_shape=(16, 16), binning=0)
+        noise_spectrum(op, 6, pattern_shape=(16, 16), binning=0)
 
 
 # -- the decision ---------------------------------------------------------------------------------
