@@ -152,7 +152,8 @@ def find_direct_beam(mean_pattern: np.ndarray, *, sigma: float | None = None) ->
     Parameters
     ----------
     mean_pattern : numpy.ndarray
-        (H, W) mean diffraction pattern of the scan, finite.
+        (H, W) mean diffraction pattern of the scan, finite (its minimum is taken as a dark
+        offset and subtracted).
     sigma : float, optional
         Blur of the centre finder, pixels (default 1 % of the larger pattern side, at least 1).
 
@@ -178,6 +179,8 @@ def find_direct_beam(mean_pattern: np.ndarray, *, sigma: float | None = None) ->
         raise ValueError("the mean pattern holds NaN or infinite values")
     if not pattern.max() > pattern.min():
         return _not_found("the mean pattern is flat: no direct beam to mask")
+    # A detector's dark offset is no part of the beam's share or contrast.
+    pattern = pattern - pattern.min()
     side = min(pattern.shape)
     sigma = max(1.0, 0.01 * max(pattern.shape)) if sigma is None else float(sigma)
     centre = np.asarray(find_beam_center_blur(pattern, sigma), dtype=float)  # (x, y)

@@ -29,8 +29,8 @@ Examples
 >>> expected = np.tile(rng.gamma(2.0, 2.0, 64), (400, 1))     # 400 probes, 8 × 8 pixels
 >>> data = 5.0 * rng.poisson(expected) + 100.0                 # gain 5, dark offset 100
 >>> model = estimate_noise(BinnedView(DenseOperator(data), (8, 8), 1))
->>> round(model.gain, 1), round(model.offset, -1)
-(5.0, 100.0)
+>>> round(model.gain), round(model.offset, -1)
+(5, 100.0)
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ _logger = logging.getLogger(__name__)
 
 __all__ = ["BinnedView", "NoiseModel", "estimate_noise"]
 
-#: Probe pairs whose summed squared difference exceeds the median by this many robust standard
-#: deviations hold structure (an edge between them), not noise, and are left out.
-PAIR_CUT = 5.0
+#: Groups of four probes whose two noise contrasts differ by more than this many standard
+#: deviations of noise hold structure (an edge between them), not noise, and are left out.
+STRUCTURE_CUT = 5.0
 #: Intensity bins of the mean–variance fit, and the fewest entries a bin needs.
 N_INTENSITY_BINS = 32
 MIN_BIN_ENTRIES = 30
@@ -268,9 +268,9 @@ def estimate_noise(view: BinnedView) -> NoiseModel:
     two contrasts of each four that cancel any expected pattern varying at most quadratically
     along the scan (thickness gradients, a drifting beam) hold their noise; each sample's
     *reference* intensity is the mean of the next four probes.  Up to :data:`MAX_PAIRS`
-    samples are taken evenly over the scan.  Samples whose summed squared contrast stands
-    :data:`PAIR_CUT` robust standard deviations above the median (structure between the
-    probes: a crystal edge, a grain boundary) are left out, and the fit repeated.
+    groups are taken evenly over the scan.  Groups whose two contrasts differ by more than
+    :data:`STRUCTURE_CUT` standard deviations of noise (structure between the probes: a
+    crystal edge, a grain boundary) are left out.
 
     Parameters
     ----------
@@ -286,24 +286,33 @@ def estimate_noise(view: BinnedView) -> NoiseModel:
     ValueError
         With fewer than 8 kept probes.
     """
-    own_mean, half_d2, reference, mean_pattern = _sample_pairs(view)
-    n_pairs = own_mean.shape[0]
+    own_mean, linear, quadratic, reference, mean_pattern = _sample_quads(view)
+    n_quads = own_mean.shape[0]
     npx = view.pixels_per_bin
-    if not half_d2.any():
-        return _noise_free(view, mean_pattern, n_pairs)
-    keep = np.ones(n_pairs, dtype=bool)
-    for _ in range(3):
-        points = _intensity_bins(own_mean[keep], half_d2[keep], reference[keep], npx)
-        coef, fitted, weights = _fit_line(*points)
-        predicted = np.maximum(coef[0] * own_mean + coef[1] * npx, _floor(points[1]))
-        ratio = half_d2.sum(axis=1) / predicted.sum(axis=1)
-        centre = float(np.median(ratio))
-        spread = 1.4826 * float(np.median(np.abs(ratio - centre)))
-        keep = ratio <= centre + PAIR_CUT * max(spread, 1e-12 * abs(centre))
+    if not (linear.any() or quadratic.any()):
+        return _noise_free(view, mean_pattern, 2 * n_quads)
+    # Noise gives both contrasts the same expectation in every pixel; structure between the
+    # four probes (a crystal edge, a grain boundary, a step in thickness) does not: a step
+    # between the middle two leaves the first contrast zero.  The statistic is about
+    # N(0, 0.8) for noise of any level, so the cut needs no noise model.
+    spread = np.sqrt((linear**2 + quadratic**2).sum(axis=1))
+    structure = np.divide(
+        (linear - quadratic).sum(axis=1), spread, out=np.zeros(n_quads), where=spread > 0
+    )
+    keep = np.abs(structure) <= STRUCTURE_CUT
+    n_pairs, n_kept = 2 * n_quads, 2 * int(keep.sum())
+    if not n_kept:
+        raise ValueError("measuring the noise: every group of four probes holds structure")
+    # Each kept group gives two samples of its pixels' noise variance.
+    own_mean = np.concatenate([own_mean[keep]] * 2)
+    reference = np.concatenate([reference[keep]] * 2)
+    samples = np.concatenate([linear[keep], quadratic[keep]])
+    points = _intensity_bins(own_mean, samples, reference, npx)
+    coef, fitted, _ = _fit_line(*points)
     intensity, variance, count, _ = points
     residual = (variance - fitted) / (np.maximum(fitted, _floor(variance)) * np.sqrt(2 / count))
-    measured = half_d2[keep].mean(axis=0)
-    uncertainty = half_d2[keep].std(axis=0) / math.sqrt(max(int(keep.sum()), 1))
+    measured = samples.mean(axis=0)
+    uncertainty = samples.std(axis=0) / math.sqrt(n_kept)
     modelled = np.maximum(coef[0] * mean_pattern + coef[1] * npx, 0.0)
     # Trust a pixel's own measurement where it departs from the relation by more than
     # SHRINK_SIGMAS of its uncertainty (positive-part James-Stein shrinkage): the relation is
@@ -313,7 +322,7 @@ def estimate_noise(view: BinnedView) -> NoiseModel:
         1 - (SHRINK_SIGMAS * uncertainty) ** 2 / np.maximum(excess**2, 1e-300), 0.0, 1.0
     )
     column_variance = modelled + weight * excess
-    data_energy = float(np.mean(own_mean[keep] ** 2, axis=0).sum())
+    data_energy = float(np.mean(own_mean**2, axis=0).sum())
     model = NoiseModel(
         column_variance=column_variance,
         mean_pattern=mean_pattern,
@@ -322,14 +331,14 @@ def estimate_noise(view: BinnedView) -> NoiseModel:
         pixels_per_bin=npx,
         binning=view.binning,
         n_pairs=int(n_pairs),
-        n_pairs_kept=int(keep.sum()),
+        n_pairs_kept=int(n_kept),
         misfit=float(np.sqrt(np.mean(residual**2))) if residual.size else float("nan"),
         intensity=intensity,
         variance=variance,
         fitted=fitted,
         noise_fraction=float(column_variance.sum()) / data_energy if data_energy > 0 else 0.0,
     )
-    _logger.info("noise: %s (%d of %d probe pairs)", model.describe(), keep.sum(), n_pairs)
+    _logger.info("noise: %s (%d of %d contrasts)", model.describe(), n_kept, n_pairs)
     return model
 
 
@@ -355,8 +364,9 @@ def _noise_free(view: BinnedView, mean_pattern: np.ndarray, n_pairs: int) -> Noi
     )
 
 
-def _sample_pairs(view: BinnedView) -> tuple[np.ndarray, ...]:
-    """(own mean, squared noise contrast, reference mean) per sample, and the mean pattern.
+def _sample_quads(view: BinnedView) -> tuple[np.ndarray, ...]:
+    """Per sampled group of four probes: mean, both squared contrasts, reference mean; and
+    the mean pattern.
 
     Four consecutive probes give two contrasts that hold noise only wherever the expected
     pattern varies at most quadratically along the scan: ``(x0 − x1 − x2 + x3) / 2`` and
@@ -367,7 +377,7 @@ def _sample_pairs(view: BinnedView) -> tuple[np.ndarray, ...]:
     if n_probe < 8:
         raise ValueError(f"measuring the noise needs at least 8 probes, got {n_probe}")
     cap = max(64, min(MAX_PAIRS, PAIR_BUDGET // (8 * max(view.n_bins, 1))))
-    step = max(1, math.ceil((n_probe // 4) * 2 / cap))
+    step = max(1, math.ceil((n_probe // 4) / cap))
     parts: list[tuple[np.ndarray, ...]] = []
     quad = 0
     sums = np.zeros(view.n_bins)
@@ -384,17 +394,10 @@ def _sample_pairs(view: BinnedView) -> tuple[np.ndarray, ...]:
         reference = np.concatenate([mean[1:], mean[-2:-1]])
         linear = (q[:, 0] - q[:, 1] - q[:, 2] + q[:, 3]) / 2
         quadratic = (q[:, 0] - 3 * q[:, 1] + 3 * q[:, 2] - q[:, 3]) / math.sqrt(20)
-        parts.append(
-            (
-                np.concatenate([mean[take]] * 2),
-                np.concatenate([linear[take] ** 2, quadratic[take] ** 2]),
-                np.concatenate([reference[take]] * 2),
-            )
-        )
+        parts.append((mean[take], linear[take] ** 2, quadratic[take] ** 2, reference[take]))
     if not parts:
         raise ValueError("measuring the noise needs chunks of at least 8 probes")
-    own_mean, squared, reference = (np.concatenate(column) for column in zip(*parts))
-    return own_mean, squared, reference, sums / n_probe
+    return (*(np.concatenate(column) for column in zip(*parts)), sums / n_probe)
 
 
 def _intensity_bins(own_mean, half_d2, reference, npx):
@@ -432,6 +435,8 @@ def _fit_line(intensity, variance, count, npx):
     weights = count.copy()
     floor = _floor(variance)
     coef = np.zeros(2)
+    if not (variance > 0).any():
+        return coef, design @ coef, weights
     for _ in range(5):
         root = np.sqrt(weights)
         coef = np.linalg.lstsq(design * root[:, None], variance * root, rcond=None)[0]
@@ -440,8 +445,9 @@ def _fit_line(intensity, variance, count, npx):
 
 
 def _floor(variance: np.ndarray) -> float:
+    """1 % of the median positive variance: the least a fitted variance is weighted by."""
     positive = variance[variance > 0]
-    return max(1e-2 * float(np.median(positive)), 1e-300) if positive.size else 1e-300
+    return max(1e-2 * float(np.median(positive)), 1e-150) if positive.size else 1.0
 
 
 def _inverse_sqrt(values: np.ndarray) -> np.ndarray:
