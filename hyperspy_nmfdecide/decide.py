@@ -40,7 +40,7 @@ from scipy.optimize import linear_sum_assignment
 from . import iqa
 from .nmf.svd import truncated_svd
 from .noise import BinnedView, NoiseModel, estimate_noise
-from .phases import cosine_similarity
+from .phases import cosine_similarity, count_phases
 
 _logger = logging.getLogger(__name__)
 
@@ -233,11 +233,14 @@ def noise_spectrum(
     --------
     >>> from hyperspy_nmfdecide.nmf.operators import DenseOperator
     >>> rng = np.random.default_rng(0)
-    >>> w, h = rng.gamma(1.0, 1.0, (400, 3)), rng.gamma(0.3, 3.0, (3, 300))
+    >>> w = np.repeat(rng.gamma(1.0, 1.0, (100, 3)), 4, axis=0)  # maps even over 4 probes
+    >>> h = rng.gamma(0.3, 3.0, (3, 300))
     >>> counts = 7.0 * rng.poisson(w @ h) + 20.0      # gain 7, dark offset 20
     >>> spectrum = noise_spectrum(DenseOperator(counts), 6)
-    >>> spectrum.n_components(), round(spectrum.noise.gain)
-    (4, 7)
+    >>> spectrum.n_components()  # the offset is one more source, present everywhere
+    4
+    >>> round(spectrum.noise.gain), round(spectrum.noise.offset)
+    (7, 20)
     """
     if pattern_shape is None:
         pattern_shape, binning = (1, operator.full_shape[1]), 1
@@ -388,6 +391,7 @@ def decide(
     spectrum: NoiseSpectrum | None = None,
     fidelity: Mapping[str, np.ndarray] | None = None,
     margin: float | None = None,
+    roles: Mapping[int, list[dict]] | None = None,
 ) -> Decision:
     """Pick k from the evidence.
 
@@ -410,6 +414,12 @@ def decide(
     margin
         Factor by which a component must clear the noise edge (default:
         :attr:`NoiseSpectrum.default_margin`).
+    roles : mapping of int to list of dict, optional
+        Per k, the role of each component of the fit
+        (:func:`~hyperspy_nmfdecide.components.component_roles`).  With ``"noise"``, the
+        components of the fit at the k the noise edge (or the fallback) gives that are
+        variants of a phase or interactions of two are not counted: the decision is the
+        number of phases (and background) among them.
 
     Returns
     -------
@@ -464,11 +474,12 @@ def decide(
                 f"(matched components' cosine ≥ {STABLE_AGREEMENT:g}) — used because {problem} "
                 f"({edge_text}); the level-1 elbow is at k = {elbow}."
             )
-            return Decision(stable, elbow, method, reason, fallback="stability")
-        decision = _decide_iqa(ks, elbow, fidelity)
-        decision.reason = decision.reason[:-1] + f" — used because {problem} ({edge_text})."
-        decision.method, decision.fallback = method, "iqa"
-        return decision
+            decision = Decision(stable, elbow, method, reason, fallback="stability")
+        else:
+            decision = _decide_iqa(ks, elbow, fidelity)
+            decision.reason = decision.reason[:-1] + f" — used because {problem} ({edge_text})."
+            decision.method, decision.fallback = method, "iqa"
+        return _phases_only(decision, roles, ks, fidelity)
     k = int(np.clip(wanted, ks[0], ks[-1]))
     reason = f"k = {k}: {edge_text}; the level-1 elbow is at k = {elbow}."
     if spectrum.noise is not None:
@@ -483,7 +494,45 @@ def decide(
             f" The sweep (k = {ks[0]}..{ks[-1]}) does not bracket {wanted}: sweep "
             f"k = {suggested[0]}..{suggested[1]}."
         )
-    return Decision(k, elbow, method, reason, suggested)
+    return _phases_only(Decision(k, elbow, method, reason, suggested), roles, ks, fidelity)
+
+
+def _phases_only(
+    decision: Decision,
+    roles: Mapping[int, list[dict]] | None,
+    ks: list[int],
+    evidence: Mapping[str, np.ndarray] | None,
+) -> Decision:
+    """The decision less the components of its fit that are variants or interactions.
+
+    The count is the ``phases`` column of ``evidence``
+    (:func:`~hyperspy_nmfdecide.phases.count_phases`: phases, the background, and a background
+    the fit spread over the phases).
+    """
+    rows = (roles or {}).get(decision.k)
+    dependent = [r for r in rows or [] if r["role"] in ("variant", "interaction")]
+    if not dependent or evidence is None or "phases" not in evidence:
+        return decision
+    count = int(np.asarray(evidence["phases"])[ks.index(decision.k)])
+    if count >= decision.k:
+        return decision
+    words = [
+        f"{r['component']} a variant of {r['parents'][0]}"
+        if r["role"] == "variant"
+        else f"{r['component']} an interaction of {r['parents'][0]} and {r['parents'][1]}"
+        for r in dependent
+    ]
+    k = max(count, ks[0])
+    reason = (
+        f"k = {k}: at k = {decision.k} component{'s' * (len(words) > 1)} {', '.join(words)} "
+        "(the same phase at another thickness, or spots that exist only where two phases "
+        f"overlap), so it holds {count} phases with the background"
+        + (f" (the sweep starts at k = {ks[0]})" if k > count else "")
+        + f". {decision.reason}"
+    )
+    return Decision(
+        k, decision.elbow_k, decision.method, reason, decision.suggested_range, decision.fallback
+    )
 
 
 def _edge_reason(spectrum: NoiseSpectrum, wanted: int, margin: float) -> str:
@@ -559,6 +608,7 @@ def evaluate(
     factors: Mapping[int, np.ndarray],
     loadings: Mapping[int, np.ndarray],
     pattern_shape: tuple[int, int],
+    scan_shape: tuple[int, int] | None = None,
     runner_up: Mapping[int, np.ndarray] | None = None,
     row_mask: np.ndarray | None = None,
     col_mask: np.ndarray | None = None,
@@ -582,6 +632,10 @@ def evaluate(
         Per k, the kept fit in full space: (k, n_pixel) and (n_probe, k).
     pattern_shape
         (H, W) of one pattern.
+    scan_shape
+        (ny, nx) of the scan (both ≥ 2): the fits at every k are then read for the components
+        that are not phases (:func:`~hyperspy_nmfdecide.phases.count_phases`, the ``phases``
+        column), which :func:`decide` does not count.
     runner_up
         Per k, the factors of the second-best run (for ``component_agreement``).
     row_mask, col_mask, negative_values, chunk_rows
@@ -655,7 +709,21 @@ def evaluate(
     }
     noise = (spectrum.noise.gain, spectrum.noise.zero_variance)
     table |= iqa_evidence(raw.reshape(shape), models, pixel_mask=pixel_mask, noise=noise)
+    roles = {}
+    if scan_shape is not None and min(scan_shape) >= 2:
+        for k in ks:
+            table.setdefault("phases", np.zeros(len(ks)))
+            count, roles[k] = count_phases(
+                factors[k], loadings[k], scan_shape, pattern_shape, navigation_mask=row_mask
+            )
+            table["phases"][ks.index(k)] = count
     decision = decide(
-        ks, best_loss, method=method, spectrum=spectrum, fidelity=table, margin=margin
+        ks,
+        best_loss,
+        method=method,
+        spectrum=spectrum,
+        fidelity=table,
+        margin=margin,
+        roles=roles,
     )
     return decision, table, spectrum

@@ -41,7 +41,9 @@ _ARRAY_FIELDS = (
     "raw_means",
     "reconstructed_means",
 )
-_JSON_FIELDS = ("background_scores", "comparison", "tracking", "params")
+_JSON_FIELDS = ("background_scores", "comparison", "tracking", "roles", "params")
+# JSON fields added after the format was first released, and their value when absent.
+_LATER_FIELDS = {"roles": []}
 
 
 def compute_phase_maps(
@@ -249,6 +251,17 @@ class PhaseMaps(SavedAsNpz):
         return self.arrays.tracking
 
     @property
+    def roles(self) -> list[dict]:
+        """Per component: ``role`` (background, phase, variant, interaction) and ``parents``.
+
+        A variant (the same crystal at another thickness, a phase split in two) counts as its
+        phase in the labels; an interaction (spots only where two phases overlap: double
+        diffraction, absorption) is left out of them.  See
+        :func:`hyperspy_nmfdecide.components.component_roles`.
+        """
+        return self.arrays.roles
+
+    @property
     def comparison(self) -> list[dict]:
         """Per phase: label, components, n_probes, ssim, psnr (dB), cosine, data_range."""
         return self.arrays.comparison
@@ -429,7 +442,12 @@ class PhaseMaps(SavedAsNpz):
             background_index=None if background < 0 else background,
             min_size=int(d["min_size"]),
             **{name: np.asarray(d[name]) for name in _ARRAY_FIELDS},
-            **{name: json.loads(str(d[f"{name}_json"])) for name in _JSON_FIELDS},
+            **{
+                name: json.loads(str(d[f"{name}_json"]))
+                if f"{name}_json" in d
+                else _LATER_FIELDS[name]
+                for name in _JSON_FIELDS
+            },
         )
         return cls(
             arrays=arrays,

@@ -15,7 +15,12 @@ The steps, on the best factorisation at one k (factors ``(k, n_pixel)`` summing 
    a fraction of its robust maximum) and cleaned of specks and pinholes smaller than
    ``min_size`` probes.
 3. **Phase labels** (:func:`phase_labels`).  Each probe is labelled by the *set* of components
-   whose masks hold there; probes with two or more are overlaps.
+   whose masks hold there; probes with two or more are overlaps.  Components that are not
+   phases (:func:`~hyperspy_nmfdecide.components.component_roles`) do not make labels of their
+   own: a variant of a phase (the same crystal at another thickness) counts as its phase, an
+   interaction of two (spots only where they overlap) is left out (:func:`phase_masks`).  An
+   overlap whose raw mean pattern does not need one of its members loses it
+   (:func:`unconfirmed_members`).
 4. **Tracking** (:func:`track_components`).  Components of k are matched to those of k - 1 and
    k + 1 by the cosine similarity of their factors (Hungarian assignment), so that a component
    that is stable, splits at k + 1 or merges at k - 1 is seen, and an overlap that also holds
@@ -57,6 +62,8 @@ from scipy.optimize import linear_sum_assignment, nnls
 from skimage.filters import apply_hysteresis_threshold, threshold_otsu
 
 from . import iqa
+from .components import component_roles
+from .similarity import cosine_similarity
 
 _logger = logging.getLogger(__name__)
 
@@ -73,14 +80,17 @@ __all__ = [
     "component_colours",
     "component_masks",
     "cosine_similarity",
+    "count_phases",
     "default_min_size",
     "find_background",
     "phase_labels",
     "phase_maps",
+    "phase_masks",
     "phase_means",
     "rgb_composite",
     "robust_max",
     "track_components",
+    "unconfirmed_members",
 ]
 
 #: Percentile taken as the maximum of a loading map, robust to a few hot probes.
@@ -101,9 +111,15 @@ _THRESHOLD_METHODS = ("otsu", "otsu-level")
 SIMILARITY_THRESHOLD = 0.9
 #: Smallest share of each part in the non-negative fit of a split or merge.
 _MIN_SHARE = 0.1
+#: A member of an overlap whose non-negative fit to the overlap's raw mean carries less than
+#: this share of the strongest member's counts is not present there (:func:`unconfirmed_members`).
+CONFIRM_SHARE = 0.1
 #: Fraction of an overlap's probes that must also be an overlap of the same components at a
 #: neighbouring k for the overlap to *hold* there.
 _HOLD_FRACTION = 0.5
+#: Probes outside every phase holding at least this share of the median probe's counts are
+#: held by a background (:func:`count_phases`).
+UNCOVERED_SIGNAL = 0.05
 #: Default smallest region, as a fraction of the kept probes (and at least 4 probes).
 _MIN_SIZE_FRACTION = 0.002
 _MIN_SIZE_FLOOR = 4
@@ -171,6 +187,10 @@ class PhaseArrays:
         See :func:`track_components`.
     min_size : int
         The speck size used.
+    roles : list of dict
+        Per component, what it is (:func:`~hyperspy_nmfdecide.components.component_roles`):
+        ``background``, ``phase``, ``variant`` of a phase (its mask counts as the phase's) or
+        ``interaction`` of two phases (left out of the labels).
     params : dict
         threshold, min_size, background and the constants used.
     """
@@ -192,6 +212,7 @@ class PhaseArrays:
     comparison: list[dict]
     tracking: dict
     min_size: int
+    roles: list[dict] = field(default_factory=list)
     params: dict = field(default_factory=dict)
 
     @property
@@ -221,29 +242,6 @@ def default_min_size(n_kept: int) -> int:
     (4, 132)
     """
     return max(_MIN_SIZE_FLOOR, int(math.ceil(_MIN_SIZE_FRACTION * n_kept)))
-
-
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n_a, n_b) cosine similarity of the rows of ``a`` and ``b`` (0 for an all-zero row).
-
-    For non-negative factors this is the normalised cross-correlation without mean
-    subtraction.  pyxem's ``LearningSegment.get_ncc_matrix`` is the prior art, but it compares
-    the factors of *one* decomposition with each other, subtracts the means and needs signals,
-    so it is written out here for two plain factor matrices.
-
-    Examples
-    --------
-    >>> a = np.array([[1.0, 0.0], [1.0, 1.0]])
-    >>> np.round(cosine_similarity(a, a[:1]), 3).tolist()
-    [[1.0], [0.707]]
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    na = np.linalg.norm(a, axis=1, keepdims=True)
-    nb = np.linalg.norm(b, axis=1, keepdims=True)
-    a = np.divide(a, na, out=np.zeros_like(a), where=na > 0)
-    b = np.divide(b, nb, out=np.zeros_like(b), where=nb > 0)
-    return np.clip(a @ b.T, -1.0, 1.0)
 
 
 def _kept(scan_shape: tuple[int, int], navigation_mask) -> np.ndarray:
@@ -603,6 +601,80 @@ def phase_labels(
     return labels, legend, (count >= 2)
 
 
+def phase_masks(masks: np.ndarray, roles: list[dict]) -> np.ndarray:
+    """(k, ny, nx) masks for the labels: each phase's mask grown by its variants' masks.
+
+    A variant (thickness, dynamical intensities) is its phase where it holds; an interaction
+    (:mod:`hyperspy_nmfdecide.components`) adds nothing the phases it comes from do not
+    already mark: both get an empty mask, so that neither makes a phase or an overlap of its
+    own.
+
+    Examples
+    --------
+    >>> masks = np.zeros((3, 2, 4), dtype=bool)
+    >>> masks[0, :, :2] = masks[1, :, 2:] = masks[2, :, 1:3] = True
+    >>> roles = [{"role": "phase", "parents": []}, {"role": "phase", "parents": []},
+    ...          {"role": "variant", "parents": [0]}]
+    >>> phase_masks(masks, roles).sum(axis=(1, 2)).tolist()
+    [6, 4, 0]
+    """
+    out = np.array(masks, dtype=bool, copy=True)
+    for j, role in enumerate(roles):
+        if role["role"] in ("variant", "interaction"):
+            if role["role"] == "variant":
+                out[role["parents"][0]] |= masks[j]
+            out[j] = False
+    return out
+
+
+def count_phases(
+    factors: np.ndarray,
+    loadings: np.ndarray,
+    scan_shape: tuple[int, int],
+    pattern_shape: tuple[int, int],
+    *,
+    navigation_mask: np.ndarray | None = None,
+) -> tuple[int, list[dict]]:
+    """How many of a factorisation's components are phases or the background, and their roles.
+
+    The masks and background of :func:`phase_maps`' defaults, then
+    :func:`~hyperspy_nmfdecide.components.component_roles`.  A background the fit did not
+    give a component of its own still counts when it is there: when at least
+    :func:`default_min_size` probes hold none of the phases yet hold counts (at least
+    :data:`UNCOVERED_SIGNAL` of the median probe's), something everywhere — vacuum's beam
+    and diffuse scattering, a support film, a dark offset — is one more source, which the fit
+    spread over the phases' components (at low dose, once the direct beam is masked, NMF
+    prefers to split a crystal than to separate a faint background).
+
+    Examples
+    --------
+    >>> loadings = np.zeros((36, 2))
+    >>> loadings[:18, 0] = loadings[18:, 1] = 10.0
+    >>> factors = np.eye(2, 16)
+    >>> count_phases(factors, loadings, (6, 6), (4, 4))[0]
+    2
+    """
+    k = loadings.shape[1]
+    kept = _kept(tuple(scan_shape), navigation_mask)
+    background = find_background(loadings, None if navigation_mask is None else ~kept)
+    masks, _ = component_masks(
+        np.asarray(loadings).reshape(tuple(scan_shape) + (k,)),
+        background_index=background,
+        navigation_mask=None if navigation_mask is None else ~kept,
+    )
+    roles = component_roles(factors, masks, pattern_shape, background_index=background)
+    count = sum(r["role"] in ("phase", "background") for r in roles)
+    if background is None:
+        covered = phase_masks(masks, roles).any(axis=0)
+        totals = np.asarray(loadings, dtype=np.float64).sum(axis=1).reshape(covered.shape)
+        uncovered = kept & ~covered
+        level = float(np.median(totals[kept])) if kept.any() else 0.0
+        lit = uncovered & (totals >= UNCOVERED_SIGNAL * level)
+        if level > 0 and lit.sum() >= default_min_size(int(kept.sum())):
+            count += 1
+    return count, roles
+
+
 # -- step 4: tracking ------------------------------------------------------------------------
 def _assignment(similarity: np.ndarray) -> dict[int, int]:
     """Row -> column of the one-to-one matching of maximum total similarity."""
@@ -939,6 +1011,69 @@ def compare_means(
     return rows
 
 
+def unconfirmed_members(
+    raw_means: np.ndarray,
+    legend: dict[int, tuple[int, ...]],
+    factors: np.ndarray,
+    background_index: int | None,
+    signal_mask: np.ndarray | None = None,
+) -> dict[int, tuple[int, ...]]:
+    """Per overlap phase, the members its raw mean pattern does not need.
+
+    The raw mean of an overlap is fitted, by non-negative least squares over the unmasked
+    pixels, with its members' factors and the background's; a member carrying less than
+    :data:`CONFIRM_SHARE` of the counts of the strongest member adds nothing the pattern shows
+    (its loading leaked over a boundary, or its threshold let noise through), and is not
+    present there.
+
+    Returns
+    -------
+    dict of int to tuple of int
+        Overlap label -> the members to drop (labels that keep every member are absent).
+
+    Examples
+    --------
+    >>> factors = np.eye(3, 6)
+    >>> raw = np.array([[0.0, 5.0, 0.02, 0.0, 0.0, 0.0], [0.0, 5.0, 3.0, 0.0, 0.0, 0.0]])
+    >>> unconfirmed_members(raw, {1: (1, 2), 2: (1, 2)}, factors, None)
+    {1: (2,)}
+    """
+    factors = np.asarray(factors, dtype=np.float64)
+    keep = (
+        np.ones(factors.shape[1], dtype=bool)
+        if signal_mask is None
+        else ~np.asarray(signal_mask, dtype=bool).ravel()
+    )
+    out = {}
+    for label, members in legend.items():
+        if len(members) < 2:
+            continue
+        columns = list(members) + ([background_index] if background_index is not None else [])
+        weights, _ = nnls(factors[columns][:, keep].T, np.asarray(raw_means[label - 1])[keep])
+        member_weights = weights[: len(members)]
+        strongest = member_weights.max()
+        weak = tuple(
+            m for m, w in zip(members, member_weights) if not w >= CONFIRM_SHARE * strongest
+        )
+        if weak and len(weak) < len(members):
+            out[int(label)] = weak
+    return out
+
+
+def _merged_means(raw_means, old_sizes, old_labels, labels, n_phases):
+    """Raw means and sizes of the new labels from those of the old ones (each old label's
+    probes all move to one new label)."""
+    sums = np.zeros((n_phases, raw_means.shape[1]))
+    for old, size in enumerate(old_sizes, start=1):
+        where = old_labels == old
+        if size and where.any():
+            new = int(labels[where].flat[0])
+            if new:
+                sums[new - 1] += raw_means[old - 1] * size
+    sizes = np.bincount(labels.ravel(), minlength=n_phases + 1)[1 : n_phases + 1]
+    return sums / np.maximum(sizes, 1)[:, None], sizes
+
+
 # -- step 6: composite -----------------------------------------------------------------------
 def component_colours(k: int, background_index: int | None) -> np.ndarray:
     """(k, 3) colours: :data:`COLOURS` in order for the non-background components, grey for it.
@@ -1123,7 +1258,22 @@ def phase_maps(
         background_index=bg,
         navigation_mask=nav_mask,
     )
-    labels, legend, overlap = phase_labels(masks, background_index=bg, navigation_mask=nav_mask)
+    roles = component_roles(factors, masks, pattern_shape, background_index=bg)
+    present = phase_masks(masks, roles)
+    labels, legend, overlap = phase_labels(present, background_index=bg, navigation_mask=nav_mask)
+    # The raw patterns averaged per phase (one pass over the data); an overlap whose raw mean
+    # does not need one of its components loses that component (no second pass: its probes
+    # join a phase, whose sums add).
+    raw_means, sizes = phase_means(data, labels, len(legend), chunk_rows=chunk_rows)
+    unneeded = unconfirmed_members(raw_means, legend, factors, bg, signal_mask)
+    if unneeded:
+        for label, members in unneeded.items():
+            present[list(members)] = present[list(members)] & (labels != label)
+        old_labels, old_sizes = labels, sizes
+        labels, legend, overlap = phase_labels(
+            present, background_index=bg, navigation_mask=nav_mask
+        )
+        raw_means, sizes = _merged_means(raw_means, old_sizes, old_labels, labels, len(legend))
     rgb, colours = rgb_composite(maps, background_index=bg, navigation_mask=nav_mask)
 
     # Tracking across the neighbouring k, with the neighbours' masks for the overlaps.
@@ -1150,9 +1300,8 @@ def phase_maps(
         tracking[f"background_{key}"] = bg_n
     tracking["overlaps"] = _overlap_holds(legend, labels, tracking, neighbour_masks)
 
-    # Raw clustering and the comparison with the reconstruction.
+    # The comparison of the raw means with the reconstruction.
     n_phases = len(legend)
-    raw_means, sizes = phase_means(data, labels, n_phases, chunk_rows=chunk_rows)
     onehot = labels.ravel()[None, :] == np.arange(1, n_phases + 1)[:, None]
     mean_loadings = (onehot @ loadings.astype(np.float64)) / np.maximum(sizes, 1)[:, None]
     reconstructed = mean_loadings @ factors.astype(np.float64)
@@ -1191,6 +1340,7 @@ def phase_maps(
         comparison=comparison,
         tracking=tracking,
         min_size=min_size,
+        roles=roles,
         params={
             "threshold": threshold,
             "min_size": min_size,
