@@ -117,9 +117,31 @@ class NoiseModel:
 
     def modelled_variance(self) -> np.ndarray:
         """(n_bins,) the mean–variance relation at each binned pixel's mean intensity, ≥ 0."""
-        return np.maximum(
-            self.gain * self.mean_pattern + self.zero_variance * self.pixels_per_bin, 0.0
-        )
+        return self.variance_at(self.mean_pattern)
+
+    def variance_at(self, intensity: np.ndarray) -> np.ndarray:
+        """The mean–variance relation at binned intensities (the last axis runs over bins).
+
+        Below the dimmest intensity the relation was fitted on, it falls linearly to zero
+        from its value there (the counts of a dim pixel are their own variance) instead of
+        following a fitted intercept the data do not reach; never below zero.
+
+        Examples
+        --------
+        >>> m = NoiseModel(np.ones(2), np.ones(2), 2.0, -1.0, np.ones(2), 1, 8, 8, 1.0,
+        ...                np.array([1.0, 4.0]), np.array([1.0, 7.0]), np.array([1.0, 7.0]), 1.0)
+        >>> m.variance_at(np.array([[0.5, 3.0]])).tolist()
+        [[0.5, 5.0]]
+        """
+        intensity = np.asarray(intensity, dtype=np.float64)
+        linear = self.gain * intensity + self.zero_variance * self.pixels_per_bin
+        if self.intensity.size:
+            lowest = float(self.intensity.min())
+            at_lowest = self.gain * lowest + self.zero_variance * self.pixels_per_bin
+            dim = intensity < lowest
+            scaled = np.maximum(at_lowest, 0.0) * intensity / max(lowest, 1e-300)
+            linear = np.where(dim, scaled, linear)
+        return np.maximum(linear, 0.0)
 
     @property
     def offset(self) -> float:
@@ -235,18 +257,24 @@ class BinnedView(InProcessChunks):
     def twin(self, model: NoiseModel, entropy: int) -> BinnedView:
         """A view of the noise twin: the same scaling, random signs × each entry's noise.
 
-        Entry (i, j) gets the variance ``gain × x_ij + c × n_j`` (clipped at 0), shifted (when
-        the measured ``v_j`` is larger) or scaled (when smaller) so that its mean over the
-        probes is ``v_j``: the intensity dependence from the model, each pixel's level as
-        measured.  Random signs (fixed per chunk) take every structure away.
+        Entry (i, j) gets the variance ``gain × x_ij + c × n_j`` (clipped at 0: its expected
+        value is the relation at the pixel's mean), then shifted (when the measured ``v_j`` is
+        larger) or scaled (when smaller) so that its mean over the probes is ``v_j``: the
+        intensity dependence from the model, each pixel's level as measured.  The mean of the
+        clipped variances takes one pass over the data.  Random signs (fixed per chunk) take
+        every structure away.
         """
-        twin = BinnedView.__new__(BinnedView)
-        twin.__dict__ = dict(self.__dict__)
-        modelled = model.modelled_variance()
+        zero = model.zero_variance * self.pixels_per_bin
+        sums = np.zeros(self.n_bins)
+        for _, x in self.binned_chunks():
+            sums += np.maximum(model.gain * x + zero, 0.0).sum(axis=0, dtype=np.float64)
+        modelled = sums / max(self.shape[0], 1)
         measured = model.column_variance
         shift = np.where(measured >= modelled, measured - modelled, 0.0)
         factor = np.where(measured >= modelled, 1.0, measured / np.where(modelled > 0, modelled, 1))
-        twin._twin = (model.gain, model.zero_variance * self.pixels_per_bin, shift, factor, entropy)
+        twin = BinnedView.__new__(BinnedView)
+        twin.__dict__ = dict(self.__dict__)
+        twin._twin = (model.gain, zero, shift, factor, entropy)
         return twin
 
     def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
@@ -313,7 +341,22 @@ def estimate_noise(view: BinnedView) -> NoiseModel:
     residual = (variance - fitted) / (np.maximum(fitted, _floor(variance)) * np.sqrt(2 / count))
     measured = samples.mean(axis=0)
     uncertainty = samples.std(axis=0) / math.sqrt(n_kept)
-    modelled = np.maximum(coef[0] * mean_pattern + coef[1] * npx, 0.0)
+    model = NoiseModel(
+        np.zeros(0),
+        mean_pattern,
+        float(coef[0]),
+        float(coef[1]),
+        npx,
+        view.binning,
+        n_pairs,
+        n_kept,
+        0.0,
+        intensity,
+        variance,
+        fitted,
+        0.0,
+    )  # the relation alone, to evaluate it
+    modelled = model.modelled_variance()
     # Trust a pixel's own measurement where it departs from the relation by more than
     # SHRINK_SIGMAS of its uncertainty (positive-part James-Stein shrinkage): the relation is
     # pooled over every pixel and far more precise, the measurement catches what it misses.
@@ -430,18 +473,38 @@ def _intensity_bins(own_mean, half_d2, reference, npx):
 
 
 def _fit_line(intensity, variance, count, npx):
-    """``variance = gain × intensity + c × npx``, iteratively weighted by the predicted variance."""
+    """``variance = gain × intensity + c × npx``, iteratively weighted by the predicted variance.
+
+    The mean of ``count`` squared contrasts of variance v has the variance ``2 v² / count``,
+    hence the weights.  A ``c`` within two of its standard errors of zero is not resolved by
+    the data (at very low intensity a few counts decide it, and a spurious negative ``c``
+    would leave the dim pixels without noise): it is set to zero and the gain refitted.
+    """
     design = np.column_stack([intensity, npx])
-    weights = count.copy()
-    floor = _floor(variance)
     coef = np.zeros(2)
     if not (variance > 0).any():
-        return coef, design @ coef, weights
+        return coef, design @ coef, count.copy()
+    coef, weights = _weighted_fit(design, variance, count)
+    if design.shape[0] > 2:
+        residual = variance - design @ coef
+        chi2 = float(np.sum(weights * residual**2)) / (design.shape[0] - 2)
+        with np.errstate(all="ignore"):
+            covariance = np.linalg.pinv(design.T @ (design * weights[:, None])) * max(chi2, 1.0)
+        if abs(coef[1]) < 2 * np.sqrt(max(covariance[1, 1], 0.0)):
+            gain, weights = _weighted_fit(design[:, :1], variance, count)
+            coef = np.array([gain[0], 0.0])
+    return coef, design @ coef, weights
+
+
+def _weighted_fit(design, variance, count):
+    """Least squares of ``variance`` on ``design``, reweighted 5 times by ``count / 2 v²``."""
+    weights = count / 2.0
+    floor = _floor(variance)
     for _ in range(5):
         root = np.sqrt(weights)
         coef = np.linalg.lstsq(design * root[:, None], variance * root, rcond=None)[0]
-        weights = count / np.maximum(design @ coef, floor) ** 2
-    return coef, design @ coef, weights
+        weights = count / (2.0 * np.maximum(design @ coef, floor) ** 2)
+    return coef, weights
 
 
 def _floor(variance: np.ndarray) -> float:

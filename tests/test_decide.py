@@ -61,14 +61,16 @@ def test_noise_edge_counts_the_planted_rank(rank, seed):
     assert 0.85 < spectrum.ratio[rank] < spectrum.default_margin
 
 
-def test_unrelated_neighbours_are_scaled_back_by_the_noise_floor():
-    # Maps random per probe: neighbouring probes differ by more than noise, so the measured
-    # noise is too high and the tail of the spectrum scales it back (``noise_scale``).
+def test_unrelated_neighbours_still_give_the_count():
+    # Maps random per probe: neighbouring probes differ by more than noise, so the contrasts
+    # hold structure too; each pixel's noise (its counts: variance = mean) stays within 20 %
+    # and the count right, the tail of the spectrum scaling the rest back (``noise_scale``).
     counts = planted_counts(rank=3, seed=0)
     spectrum = noise_spectrum(DenseOperator(counts), 8, random_state=0)
     assert spectrum.n_components() == 3
-    assert spectrum.noise_scale < 0.6
-    assert spectrum.noise.gain * spectrum.noise_scale == pytest.approx(1.0, abs=0.2)
+    model = spectrum.noise
+    ratio = model.column_variance / model.mean_pattern
+    assert np.median(ratio) * spectrum.noise_scale == pytest.approx(1.0, abs=0.2)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
