@@ -10,7 +10,10 @@ the same factorisation:
 * **IoU per crystal source**: intersection over union of a component mask with the true
   presence of the source (``scan.weights[..., j]`` above ``presence`` times its maximum, by
   default the scan's own ``presence_threshold``), components matched to sources by the cosine
-  similarity of their factors (Hungarian assignment).
+  similarity of their factors (Hungarian assignment; optionally over the pixels not in
+  ``exclude``, e.g. without the direct beam, which dominates every pattern of some scans).
+* **cosine per source**: the cosine similarity of each source with its matched component over
+  the same pixels (0 for a source left without a component when k is too small).
 
 The naive baseline: label = argmax of the loadings at the same k (nearly always the background,
 which carries most counts, hence an ARI near 0; ``naive_scaled_ari`` takes the argmax of the
@@ -47,11 +50,58 @@ def _iou(predicted: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.sum(predicted & truth)) / union
 
 
-def match_components(factors: np.ndarray, sources: np.ndarray) -> dict[int, int]:
-    """Source index -> component index, by factor cosine similarity (Hungarian assignment)."""
-    sim = cosine_similarity(factors, sources.reshape(len(sources), -1))
+def _pixels(factors: np.ndarray, sources: np.ndarray, exclude) -> tuple[np.ndarray, np.ndarray]:
+    """(k, n) factors and (n_sources, n) sources over the pixels not excluded."""
+    sources = sources.reshape(len(sources), -1)
+    if exclude is None:
+        return factors, sources
+    keep = ~np.asarray(exclude, dtype=bool).ravel()
+    return factors[:, keep], sources[:, keep]
+
+
+def match_components(
+    factors: np.ndarray, sources: np.ndarray, exclude: np.ndarray | None = None
+) -> dict[int, int]:
+    """Source index -> component index, by factor cosine similarity (Hungarian assignment).
+
+    Parameters
+    ----------
+    factors : numpy.ndarray
+        (k, n_pixel) component patterns.
+    sources : numpy.ndarray
+        (n_sources, ...) true patterns of n_pixel pixels each.
+    exclude : numpy.ndarray, optional
+        Boolean over the pixels, True = left out of the cosine similarity (e.g. the beam).
+
+    Returns
+    -------
+    dict of int to int
+        Every source matched to a component (as many as ``min(k, n_sources)``).
+    """
+    sim = cosine_similarity(*_pixels(factors, sources, exclude))
     rows, cols = linear_sum_assignment(-sim)
     return {int(c): int(r) for r, c in zip(rows, cols)}
+
+
+def matched_cosines(
+    factors: np.ndarray, sources: np.ndarray, exclude: np.ndarray | None = None
+) -> np.ndarray:
+    """(n_sources,) cosine of each source with its matched component (0 if unmatched).
+
+    Parameters
+    ----------
+    factors, sources, exclude
+        As for :func:`match_components`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Over the pixels not excluded.
+    """
+    factors, sources = _pixels(factors, sources, exclude)
+    sim = cosine_similarity(factors, sources)
+    match = match_components(factors, sources)
+    return np.array([sim[match[j], j] if j in match else 0.0 for j in range(len(sources))])
 
 
 def naive_phase_maps(loadings: np.ndarray, scan_shape, background_index) -> dict:
@@ -68,18 +118,26 @@ def naive_phase_maps(loadings: np.ndarray, scan_shape, background_index) -> dict
     return {"labels": labels, "scaled_labels": scaled, "masks": masks, "overlap": overlap}
 
 
-def score_phase_maps(scan, pm, *, presence: float | None = None) -> dict:
+def score_phase_maps(
+    scan, pm, *, presence: float | None = None, exclude: np.ndarray | None = None
+) -> dict:
     """ARI, overlap F1 and per-source IoU of ``pm`` and of the naive baseline.
 
     Parameters
     ----------
     scan : SimulatedScan
-        The ground truth (from ``hyperspy_nmfdecide.data.simulated_scan``).
+        The ground truth (from ``hyperspy_nmfdecide.data.simulated_scan``, or any object with
+        its ``sources``, ``weights``, ``labels``, ``label_sets``, ``overlap``,
+        ``source_names``, ``background_index`` and ``params``, e.g.
+        ``benchmarks/independent.py``'s ``IndependentScan``).
     pm : PhaseMaps
         Phase maps of (a sweep of) ``scan.signal``.
     presence : float, optional
         A source is present where its weight exceeds this fraction of its maximum (default
         ``scan.params["presence_threshold"]``, the rule behind ``scan.labels``).
+    exclude : numpy.ndarray, optional
+        Boolean over the pattern pixels left out when components are matched to sources and
+        in ``cosine`` (e.g. the direct beam).
 
     Returns
     -------
@@ -87,7 +145,8 @@ def score_phase_maps(scan, pm, *, presence: float | None = None) -> dict:
         ``ari``, ``overlap_f1``, ``iou`` (source name -> IoU), ``mean_iou``, the same four
         prefixed ``naive_``, ``naive_scaled_ari`` (argmax of the loadings each divided by its
         maximum: the raw argmax is nearly always the background, which carries most counts),
-        and ``k``, ``n_phases``, ``n_true_labels``,
+        ``cosine`` (source name -> cosine with its matched component, 0 if unmatched),
+        ``median_cosine``, and ``k``, ``n_phases``, ``n_true_labels``,
         ``background_index``, ``background_component`` (the component matched to the
         background source), ``matching`` (source name -> component).
     """
@@ -99,7 +158,8 @@ def score_phase_maps(scan, pm, *, presence: float | None = None) -> dict:
     )
     if presence is None:
         presence = float(scan.params.get("presence_threshold", 0.1))
-    match = match_components(pm.factors, scan.sources)
+    match = match_components(pm.factors, scan.sources, exclude)
+    cosines = matched_cosines(pm.factors, scan.sources, exclude)
     naive = naive_phase_maps(pm.loadings, scan_shape, pm.background_index)
     crystal_sources = [j for j in range(len(scan.sources)) if j != scan.background_index]
     out: dict = {
@@ -111,6 +171,8 @@ def score_phase_maps(scan, pm, *, presence: float | None = None) -> dict:
         if scan.background_index is None
         else match.get(scan.background_index),
         "matching": {scan.source_names[j]: match.get(j) for j in range(len(scan.sources))},
+        "cosine": dict(zip(scan.source_names, cosines.tolist())),
+        "median_cosine": float(np.median(cosines)),
     }
     for prefix, labels, overlap, masks in (
         ("", pm.label_array, pm.overlap_array, pm.mask_array),
