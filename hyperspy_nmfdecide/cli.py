@@ -37,8 +37,6 @@ DEMO_SIZES = {
 #: least 3 values of k.
 DEMO_K = "2:8"
 DEMO_RESTARTS = 20
-#: Direct-beam mask radius of the demo, in pixels of a 64-pixel pattern.
-DEMO_BEAM_RADIUS = 5.0
 ANALYZE_K = "2:15"
 ANALYZE_RESTARTS = 20
 #: Deciding k (level 1 elbow, level 2 noise edge) needs a sweep over at least this many k.
@@ -361,7 +359,7 @@ def _add_sweep_options(
     )
 
 
-def _add_prepare_options(parser: argparse.ArgumentParser, *, beam_help: str) -> None:
+def _add_prepare_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "preprocessing (before the sweep)",
         "Prepare the scan with prepare_for_nmf before the sweep; the steps given run in this "
@@ -436,8 +434,11 @@ def _add_prepare_options(parser: argparse.ArgumentParser, *, beam_help: str) -> 
         default=None,
         metavar="R",
         help="leave out of the fit a disc of R pixels of the prepared pattern (after "
-        f"--binning) around the direct beam, found on the mean prepared pattern: {beam_help}; "
-        "0 keeps every pixel. --beam-radius is the former name of this option",
+        "--binning) around the direct beam found on the mean prepared pattern. Default: the "
+        "beam found on the mean pattern, its radius measured from its own profile (nothing "
+        "is masked when no beam stands out); 0 keeps every pixel. Crystals take their counts "
+        "from the beam, so its map falls where theirs rise and its bright pixels would bend "
+        "every component. --beam-radius is the former name of this option",
     )
     group.add_argument(
         "--epattern",
@@ -490,12 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="full: 64x64 probe positions of 64x64-pixel patterns; small (default): 32x32 "
         "positions of 64x64 pixels; tiny: 12x12 positions of 32x32 pixels (seconds, for tests)",
     )
-    _add_prepare_options(
-        demo,
-        beam_help="as Uesugi et al. do, since its Poisson noise otherwise hides the elbow of "
-        f"the MSE curve (default {DEMO_BEAM_RADIUS:g} px for 64-pixel patterns, scaled with "
-        "the prepared pattern size)",
-    )
+    _add_prepare_options(demo)
     _add_sweep_options(demo, k=DEMO_K, restarts=DEMO_RESTARTS, out="nmfdecide_report")
 
     analyze = commands.add_parser(
@@ -513,11 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TYPE",
         help="HyperSpy signal type to read the file as (default nmf_decide)",
     )
-    _add_prepare_options(
-        analyze,
-        beam_help="so that the bright, noisy direct beam does not dominate the fit (default: "
-        "keep every pixel)",
-    )
+    _add_prepare_options(analyze)
     _add_sweep_options(
         analyze, k=ANALYZE_K, restarts=ANALYZE_RESTARTS, out="nmfdecide_report", also=", sweep.npz"
     )
@@ -535,7 +527,7 @@ def _sweep_kwargs(args: argparse.Namespace) -> dict:
         "tol": args.tol,
         "random_state": args.seed,
         "show_progressbar": not args.quiet,
-    }
+    } | ({"signal_mask": False} if args.beam_mask == 0 else {})
 
 
 def _run_sweep(signal, args):
@@ -569,7 +561,7 @@ def _prepare_kwargs(args: argparse.Namespace, beam_radius: float | None) -> dict
         kwargs["blur_sigma"] = args.blur
     if args.scaling:
         kwargs["scaling"] = args.scaling
-    if beam_radius:
+    if beam_radius:  # None: the sweep's automatic mask; 0: no mask (see _sweep_kwargs)
         kwargs["beam_mask_radius"] = beam_radius
     return kwargs
 
@@ -605,8 +597,8 @@ def _prepare(signal, args: argparse.Namespace, *, beam_radius: float | None):
     changed = [opt for opt, name in _NOT_COUNTS.items() if name in kwargs]
     if changed and args.method == "noise":
         print(
-            f"{PROG}: warning: --method noise assumes Poisson counts (variance equal to the "
-            f"mean); {', '.join(changed)} change that, so its noise edge may be off: compare "
+            f"{PROG}: warning: --method noise measures the noise between neighbouring probes; "
+            f"{', '.join(changed)} smooth or reshape it, so its noise edge may be off: compare "
             "with --method elbow or iqa",
             file=sys.stderr,
         )
@@ -619,7 +611,8 @@ def _prepare(signal, args: argparse.Namespace, *, beam_radius: float | None):
     return prepared, time.perf_counter() - start
 
 
-#: Preprocessing options whose output is no longer Poisson counts, by ``prepare_for_nmf`` name.
+#: Preprocessing options that change the noise in ways the measurement between neighbouring
+#: probes may not follow, by ``prepare_for_nmf`` name.
 _NOT_COUNTS = {"--background": "background", "--blur": "blur_sigma", "--scaling": "scaling"}
 
 
@@ -730,10 +723,7 @@ def _demo(args: argparse.Namespace) -> int:
         random_state=args.seed,
     )
     t_simulate = time.perf_counter() - start
-    radius = args.beam_mask
-    if radius is None:  # in pixels of the prepared pattern
-        radius = DEMO_BEAM_RADIUS * pattern_size / (64 * (args.binning or 1))
-    signal, t_prepare = _prepare(scan.signal, args, beam_radius=radius)
+    signal, t_prepare = _prepare(scan.signal, args, beam_radius=args.beam_mask)
     signal, sweep, t_sweep = _run_sweep(signal, args)
 
     start = time.perf_counter()

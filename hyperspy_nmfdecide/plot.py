@@ -74,9 +74,9 @@ def plot_decision(decision, fig=None):
     """The k decision: level 1 (MSE and its elbow) and level 2 (noise edge, IQA, agreement).
 
     Four panels sharing k: (a) minimum MSE per k with the elbow; (b) each component's squared
-    singular value of the Poisson-scaled data over the noise edge, with the margin line;
+    singular value of the noise-scaled data over the noise edge, with the margin line;
     (c) SSIM raw vs reconstructed and reconstruction k vs k + 1; (d) residual NSD over the
-    Poisson noise level and the share of restarts reaching the minimum.  The decided k is a
+    measured noise level and the share of restarts reaching the minimum.  The decided k is a
     vertical line in every panel.
 
     Parameters
@@ -126,7 +126,7 @@ def plot_decision(decision, fig=None):
         "-o",
         ms=3,
         color="tab:brown",
-        label="residual NSD / Poisson noise",
+        label="residual NSD / noise",
     )
     residual_ax.plot(
         k, c["restart_agreement"], "--", color="tab:cyan", label="restarts at the minimum"

@@ -664,6 +664,20 @@ def _k_table(sweep) -> list[dict]:
     return rows
 
 
+def _mask_origin(record: dict | None) -> str:
+    """Where the sweep's pixel mask came from, from ``sweep.params["signal_mask"]``."""
+    if not record:
+        return "e.g. direct beam"
+    source = record.get("source")
+    if source == "automatic":
+        return "automatic: " + record.get("beam", {}).get("reason", "direct beam")
+    return {
+        "prepare_for_nmf": "the beam mask of the preprocessing",
+        "given": "given by the user",
+        "none": "switched off by the user (every pixel fitted)",
+    }.get(source, str(source))
+
+
 def _mask_text(mask, what: str) -> str:
     if mask is None:
         return "none"
@@ -688,7 +702,11 @@ def _parameter_table(sweep, k_values: list[int], timings: Mapping[str, float]) -
         ("tol", p.get("tol"), "a run stops when its MSE falls by less than this (relative)"),
         ("inner sweeps", p.get("inner_sweeps", 1), "HALS sweeps per update (1 = plain HALS)"),
         ("negative values", p.get("negative_values"), "what was done with negative counts"),
-        ("signal mask", _mask_text(sweep.signal_mask, "detector pixels"), "e.g. direct beam"),
+        (
+            "signal mask",
+            _mask_text(sweep.signal_mask, "detector pixels"),
+            _mask_origin(p.get("signal_mask")),
+        ),
         ("navigation mask", _mask_text(sweep.navigation_mask, "probe positions"), "e.g. vacuum"),
         ("lazy", bool(p.get("lazy", False)), "data read chunk by chunk from disk"),
     ]
@@ -711,11 +729,15 @@ _DECISION_COLUMNS = {
     "mdsi": "MDSI",
     "next_ssim": "SSIM k vs k+1",
     "next_psnr": "PSNR k vs k+1 (dB)",
-    "residual_nsd_ratio": "residual NSD / Poisson",
+    "residual_nsd_ratio": "residual NSD / noise",
+    "noise_gain": "noise gain",
+    "noise_offset": "dark offset",
+    "phases": "phases in the fit",
 }
 
 _METHOD_TEXT = {
-    "noise": "the number of components of the Poisson-scaled data above the noise edge",
+    "noise": "the number of components of the noise-scaled data above the noise edge, less "
+    "those of the fit that are variants or interactions of phases",
     "elbow": "the elbow of the minimum-MSE curve (level 1 alone)",
     "iqa": "where SSIM between raw and reconstructed patterns stops rising",
 }
@@ -758,16 +780,28 @@ def decision_section(report: Report, decision, *, note: str | None = None) -> No
         f"The elbow of the minimum-MSE curve (level 1) is at k = {int(decision.elbow_k)}.",
         f"Why: {decision.reason}",
         "How it is decided (Cao et al.'s global plan). Level 1: the elbow of the minimum MSE "
-        "against k (top left). Level 2: where extra components start fitting noise. Each "
-        "pixel is scaled for its Poisson noise and the squared singular values of the scan are "
-        "compared with the largest one of pure noise at the data's own level (top right: the "
-        "noise ratio; a component counts when it clears the dashed margin). Beside them: image "
-        "quality of the reconstruction against the raw patterns, and of the reconstruction at "
-        "k against k + 1, on a sample of probes (bottom left; SSIM near 1 is a close match), "
-        "the residual's spread over the Poisson noise the model predicts (about 1 once only "
-        "noise is left) and the share of random restarts that reach the minimum MSE (bottom "
-        "right).",
+        "against k (top left). Level 2: where extra components start fitting noise. The noise "
+        "of every binned pixel is measured between neighbouring probes (with its relation to "
+        "the intensity: the detector's gain and dark offset), each pixel is scaled by it and "
+        "the squared singular values of the scan are compared with the largest one of pure "
+        "noise at the data's own level (top right: the noise ratio; a component counts when "
+        "it clears the dashed margin). Of the components of the fit at that k, those that are "
+        "the same phase at another thickness (variants) or spots that exist only where two "
+        "phases overlap (interactions) are not counted. Beside them: image quality of the "
+        "reconstruction against the raw patterns, and of the reconstruction at k against "
+        "k + 1, on a sample of probes (bottom left; SSIM near 1 is a close match), the "
+        "residual's spread over the measured noise (about 1 once only noise is left) and the "
+        "share of random restarts that reach the minimum MSE (bottom right).",
     ]
+    if decision.noise:
+        n = decision.noise
+        paragraphs.append(
+            f"Noise measured between neighbouring probes: variance = {n['gain']:.3g} × "
+            f"intensity {'+' if n['zero_variance'] >= 0 else '−'} "
+            f"{abs(n['zero_variance']):.3g} per pixel (gain {n['gain']:.3g}; dark offset "
+            f"{n['offset']:.3g} or readout noise {n['readout_noise']:.3g}), from "
+            f"{n['n_pairs_kept']} of {n['n_pairs']} probe samples."
+        )
     if note is None and decision.suggested_range is not None:
         low, high = decision.suggested_range
         note = (

@@ -88,9 +88,10 @@ def test_demo_tiny_writes_report(tmp_path, capsys):
     assert summary["ground_truth"]["true_k"] == 4  # background + 3 crystals
     html = (out / "index.html").read_text()
     assert "Ground truth" in html and "Sweep parameters" in html
-    assert "detector pixels excluded" in html  # the demo masks the direct beam by default
-    assert [step["step"] for step in summary["preprocessing"]] == ["beam_mask"]
-    assert summary["preprocessing"][0]["radius_px"] == 2.5  # 5 px at 64 px, scaled to 32
+    # The demo, like every sweep, masks the direct beam it finds by default (no preprocessing).
+    assert "detector pixels excluded" in html and "automatic: direct beam at" in html
+    assert summary["preprocessing"] == []
+    assert summary["sweep"]["params"]["signal_mask"]["source"] == "automatic"
     # The decision and the phase maps at the decided k, with their figures.
     decision, phases = summary["decision"], summary["phase_maps"]
     assert decision["k"] == 4 and decision["method"] == "noise" and decision["reason"]
@@ -155,9 +156,11 @@ def test_analyze_no_phases(scan_file, tmp_path):
 
 
 def test_analyze_bracket_warning_is_a_note(scan_file, tmp_path, capsys):
-    # The true k is 4: a sweep over 1..3 does not bracket it.
+    # The true k is 4: a sweep over 1..3 does not bracket it.  (The beam is kept: masked, on
+    # this 10 x 10 scan the background's last component sinks into the noise.)
     out = tmp_path / "out"
     argv = ["analyze", str(scan_file), "--k", "1:3", "--out", str(out), "--show-k", "1"]
+    argv += ["--beam-mask", "0"]
     assert main(argv + FAST + ["--no-phases"]) == 0
     err = capsys.readouterr().err
     assert "nmfdecide: warning: The sweep's k range (1..3) does not bracket" in err
@@ -250,7 +253,7 @@ def test_noise_method_warns_after_scaling(capsys):
     }
     assert seconds >= 0
     err = capsys.readouterr().err
-    assert "warning: --method noise assumes Poisson counts" in err and "--blur, --scaling" in err
+    assert "warning: --method noise measures the noise" in err and "--blur, --scaling" in err
     args = build_parser().parse_args(["demo", "--scaling", "sqrt", "--method", "elbow"])
     _prepare(Scan(), args, beam_radius=None)
     assert capsys.readouterr().err == ""
