@@ -57,8 +57,9 @@ MIN_MARGIN = 1.03
 EDGE_SIGMAS = 4.0
 
 #: The noise edge is measured on patterns binned to about this many pixels a side (see
-#: :class:`~hyperspy_nmfdecide.noise.BinnedView`); on the accuracy suite 64-pixel patterns binned 4 × 4 found
-#: components at 50 electrons per pattern that 2 × 2 binning left in the noise.
+#: :class:`~hyperspy_nmfdecide.noise.BinnedView`); on the accuracy suite 64-pixel patterns
+#: binned 4 × 4 found components at 50 electrons per pattern that 2 × 2 binning left in the
+#: noise.
 BINNED_SIDE = 16
 
 #: Extra singular values computed beyond the largest k swept (they measure the noise tail).

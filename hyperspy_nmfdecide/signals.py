@@ -249,8 +249,8 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         another thickness (variants) or spots that exist only where two phases overlap
         (interactions; :func:`hyperspy_nmfdecide.components.component_roles`) do not count.
         When the noise edge cannot be trusted (noise-free data, a measurement that does not
-        match the data's noise floor) or counts up to the top of the range, the decision falls
-        back on the stability of the factorisations and ``reason`` says so.  Beside it: IQA
+        match the data's noise floor), the decision falls back on the stability of the
+        factorisations and ``reason`` says so.  Beside it: IQA
         metrics between raw and reconstructed patterns and between neighbouring k, the
         residual's NSD against the measured noise, and the share of restarts reaching the
         minimum.
