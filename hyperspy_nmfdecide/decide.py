@@ -186,12 +186,16 @@ class NoiseSpectrum:
     def problem(self) -> str | None:
         """Why this noise edge cannot be trusted, or None.
 
-        The edge is trusted when the data hold noise (not a noise-free simulation) and the
-        noise measured between neighbouring probes matches the energy left in the data beyond
+        The edge is trusted when the noise could be measured (at least
+        :data:`~hyperspy_nmfdecide.noise.MIN_PROBES` probes), the data hold noise (not a
+        noise-free simulation) and the noise measured between neighbouring probes matches the
+        energy left in the data beyond
         its top components to within a factor :data:`NOISE_SCALE_RANGE` (neighbouring probes
         that differ by more than noise — a scan step coarser than the structure — or noise
         correlated in ways binning does not absorb break that).
         """
+        if self.noise is not None and not self.noise.measured:
+            return f"{self.shape[0]} probes are too few to measure the noise"
         if self.noise is not None and self.noise.noise_free:
             return "the data hold no noise between neighbouring probes (a noise-free simulation?)"
         low, high = NOISE_SCALE_RANGE

@@ -57,6 +57,8 @@ MIN_BIN_ENTRIES = 30
 #: Largest sample of probe pairs kept for the estimate, and its memory budget (bytes per array).
 MAX_PAIRS = 16384
 PAIR_BUDGET = 32 * 2**20
+#: Fewest probes the noise is measured on (two groups of four, one the other's reference).
+MIN_PROBES = 8
 #: Below this noise energy relative to the data's, the data are called noise-free.
 NOISE_FREE = 1e-9
 #: A pixel's measured variance replaces the mean–variance relation's value once it departs
@@ -109,6 +111,11 @@ class NoiseModel:
     variance: np.ndarray
     fitted: np.ndarray
     noise_fraction: float
+
+    @property
+    def measured(self) -> bool:
+        """Whether the noise was measured (False: too few probes; counts were assumed)."""
+        return self.n_pairs > 0
 
     @property
     def noise_free(self) -> bool:
@@ -312,8 +319,10 @@ def estimate_noise(view: BinnedView) -> NoiseModel:
     Raises
     ------
     ValueError
-        With fewer than 8 kept probes.
+        When every group of four probes holds structure.
     """
+    if view.shape[0] < MIN_PROBES:
+        return _unmeasured(view)
     own_mean, linear, quadratic, reference, mean_pattern = _sample_quads(view)
     n_quads = own_mean.shape[0]
     npx = view.pixels_per_bin
@@ -385,6 +394,31 @@ def estimate_noise(view: BinnedView) -> NoiseModel:
     return model
 
 
+def _unmeasured(view: BinnedView) -> NoiseModel:
+    """Too few probes to measure: counts assumed (variance = mean), ``measured`` False."""
+    _logger.info("noise: %d probes are too few to measure the noise", view.shape[0])
+    sums = np.zeros(view.n_bins)
+    for _, x in view.binned_chunks():
+        sums += x.sum(axis=0, dtype=np.float64)
+    mean_pattern = sums / max(view.shape[0], 1)
+    empty = np.zeros(0)
+    return NoiseModel(
+        mean_pattern.copy(),
+        mean_pattern,
+        1.0,
+        0.0,
+        view.pixels_per_bin,
+        view.binning,
+        0,
+        0,
+        float("nan"),
+        empty,
+        empty,
+        empty,
+        1.0,
+    )
+
+
 def _noise_free(view: BinnedView, mean_pattern: np.ndarray, n_pairs: int) -> NoiseModel:
     """The model of data whose neighbouring probes differ by nothing at all."""
     _logger.info("noise: neighbouring probes are identical, the data hold no noise")
@@ -417,8 +451,6 @@ def _sample_quads(view: BinnedView) -> tuple[np.ndarray, ...]:
     Their intensity is the four probes' mean, their reference the mean of the next four.
     """
     n_probe = view.shape[0]
-    if n_probe < 8:
-        raise ValueError(f"measuring the noise needs at least 8 probes, got {n_probe}")
     cap = max(64, min(MAX_PAIRS, PAIR_BUDGET // (8 * max(view.n_bins, 1))))
     step = max(1, math.ceil((n_probe // 4) / cap))
     parts: list[tuple[np.ndarray, ...]] = []

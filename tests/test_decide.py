@@ -114,6 +114,15 @@ def test_noise_free_data_are_recognised():
     assert "no noise" in spectrum.problem()
 
 
+def test_too_few_probes_to_measure_the_noise_fall_back():
+    scan = simulated_scan(nav_shape=(2, 3), pattern_size=32, n_crystals=1, random_state=0)
+    s = scan.signal
+    s.nmf_sweep(range(1, 4), n_restarts=2, random_state=0, show_progressbar=False)
+    decision = s.decide_k(show_progressbar=False)
+    assert decision.fallback in ("stability", "iqa")
+    assert "6 probes are too few to measure the noise" in decision.reason
+
+
 def test_binning_keeps_the_count_and_lifts_weak_components():
     counts = planted_counts(rank=3, dose=3.0, seed=4)
     op = DenseOperator(counts, drop_dark=False)
