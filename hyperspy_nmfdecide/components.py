@@ -45,6 +45,7 @@ _logger = logging.getLogger(__name__)
 
 __all__ = [
     "CONTAINED",
+    "MIN_SPOT_FRACTION",
     "SHARED_REGION",
     "SIMILAR_BACKGROUND",
     "SIMILAR_SPOTS",
@@ -53,8 +54,8 @@ __all__ = [
     "spot_similarity",
 ]
 
-#: Share of a component's probes that must lie inside another's region (or inside the overlap of
-#: two others) for it to be a variant (an interaction).
+#: Share of a component's probes that must lie where two or more other phases are present for
+#: it to be an interaction of them.
 CONTAINED = 0.8
 #: Two components are one phase when their masks share at least this fraction of the smaller
 #: one (a thickness band of a crystal lies inside it; neighbouring grains meet on a line:
