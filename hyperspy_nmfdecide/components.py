@@ -44,6 +44,8 @@ from .similarity import cosine_similarity
 _logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BEYOND",
+    "COINCIDENT",
     "CONTAINED",
     "MIN_SPOT_FRACTION",
     "SHARED_REGION",
@@ -65,6 +67,11 @@ SHARED_REGION = 0.5
 #: every pair of different crystals measured; a variant below it may still join its phase
 #: through another variant).
 SIMILAR_SPOTS = 0.5
+#: Components whose masks coincide (each holds this share of the larger one) are one phase
+#: whatever their spots: NMF split one region in several components, which no map tells apart.
+COINCIDENT = 0.85
+#: An interaction's parents each have at least this share of their region outside it.
+BEYOND = 0.3
 #: Percentile of a factor's spot excess taken as its noise level.
 _NOISE_PERCENTILE = 90
 #: Cosine similarity to the background above which a diffuse component is a variant of it.
@@ -174,15 +181,17 @@ def component_roles(
     1. **Variants.**  Components are grouped (union-find) wherever their masks share at
        least :data:`SHARED_REGION` of the smaller one and their spot positions are alike
        (:func:`spot_similarity` ≥ :data:`SIMILAR_SPOTS`): the bands of a crystal whose spot
-       intensities change with thickness, a phase split in two.  A diffuse component (less
+       intensities change with thickness, a phase split in two; or wherever their masks
+       coincide (:data:`COINCIDENT`), whatever their spots.  A diffuse component (less
        than :data:`MIN_SPOT_FRACTION` in spots) whose factor has a cosine similarity of at
        least :data:`SIMILAR_BACKGROUND` with the background's joins the background.  In each
        group the strongest component (the lowest index: the sweep orders them by integrated
        loading) is the phase (or the background, when the background is in the group) and
        the others its variants.
     2. **Interactions.**  A group whose region (the union of its masks) lies at least
-       :data:`CONTAINED` where two or more other phase groups' regions overlap is an
-       interaction of phases (its parents: the two present on most of its probes).
+       :data:`CONTAINED` where two or more other phase groups' regions overlap — groups that
+       reach beyond it (:data:`BEYOND`) — is an interaction of phases (its parents: the two
+       present on most of its probes).
     3. Everything else is a phase.
 
     Parameters
@@ -234,7 +243,10 @@ def component_roles(
                 other = j if i == background_index else i
                 linked = diffuse[other] and similar[i, j] >= SIMILAR_BACKGROUND
             else:
-                linked = together[i, j] >= SHARED_REGION and spots[i, j] >= SIMILAR_SPOTS
+                linked = (together[i, j] >= SHARED_REGION and spots[i, j] >= SIMILAR_SPOTS) or (
+                    min(flat[i] @ flat[j], sizes[i], sizes[j])
+                    >= COINCIDENT * max(sizes[i], sizes[j])
+                )
             if linked:
                 a, b = sorted((root(i), root(j)))
                 group[b] = a
@@ -256,6 +268,9 @@ def component_roles(
         region = regions[head]
         others = [h for h in phase_heads if h != head]
         contained, parents = 0.0, []
+        # The phases an interaction comes from reach beyond it: where they overlap is a part of
+        # each of their regions, not all of it.
+        others = [h for h in others if np.mean(region[regions[h]]) <= 1 - BEYOND]
         if region.any() and head != background_index and len(others) >= 2:
             present = np.stack([regions[h][region] for h in others])  # (others, its probes)
             contained = float(np.mean(present.sum(axis=0) >= 2))
