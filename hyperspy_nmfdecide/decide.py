@@ -49,6 +49,10 @@ _logger = logging.getLogger(__name__)
 #: Methods of :func:`decide`.
 METHODS = ("noise", "elbow", "iqa")
 
+
+class KRangeWarning(UserWarning):
+    """The swept k range does not bracket the decision: sweep again over the suggested range."""
+
 #: Smallest margin a component must clear the noise edge by, whatever the scan size (Tracy-Widom
 #: fluctuations shrink with size; the noise model is never exact).
 MIN_MARGIN = 1.03

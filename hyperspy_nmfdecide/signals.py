@@ -15,7 +15,7 @@ import numpy as np
 from pyxem.signals import ElectronDiffraction2D, LazyElectronDiffraction2D
 
 from .beam import DirectBeam, find_direct_beam
-from .decide import METHODS, evaluate
+from .decide import METHODS, KRangeWarning, evaluate
 from .epattern import SpotTable, reconstruct, register_spots, to_sparse
 from .nmf.sweep import run_sweep
 from .phasemaps import METADATA_PHASE_MAPS, PhaseMaps, compute_phase_maps
@@ -341,7 +341,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             warnings.warn(
                 f"The sweep's k range ({ks[0]}..{ks[-1]}) does not bracket the decision: "
                 f"run nmf_sweep(range({low}, {high + 1})) and decide again.",
-                UserWarning,
+                KRangeWarning,
                 stacklevel=2,
             )
         result = KDecision(
