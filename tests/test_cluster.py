@@ -14,8 +14,8 @@ distributed = pytest.importorskip("distributed")
 
 from hyperspy_nmfdecide.nmf import run_sweep  # noqa: E402
 from hyperspy_nmfdecide.nmf.cluster import ClusterError, ClusterOperator  # noqa: E402
+from hyperspy_nmfdecide.nmf.dispatch import make_operator  # noqa: E402
 from hyperspy_nmfdecide.nmf.engine import Run, _pass, _Stack  # noqa: E402
-from hyperspy_nmfdecide.nmf.operators import make_operator  # noqa: E402
 
 SWEEP = dict(k_values=[2, 3], n_restarts=3, random_state=0, max_iter=40)
 

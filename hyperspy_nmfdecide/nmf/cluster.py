@@ -21,7 +21,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .operators import DenseOperator, DenseProducts, add_partials
+from .chunks import add_partials
+from .operators import DenseOperator, DenseProducts
+
+__all__ = ["ClusterError", "ClusterOperator", "active_client"]
 
 #: Partials summed per reduction task (a tree of this fan-in).
 _FAN_IN = 8

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .operators import DTYPE
+from .chunks import DTYPE
 from .updates import SOLVERS, update_h, update_w
 
 _logger = logging.getLogger(__name__)

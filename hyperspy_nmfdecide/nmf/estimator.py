@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .chunks import DTYPE
 from .engine import Run, direct_mse, fit_runs
-from .operators import DTYPE, DenseOperator
+from .operators import DenseOperator
 from .sweep import random_start, resolve_entropy
 
 

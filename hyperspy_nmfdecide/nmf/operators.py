@@ -1,11 +1,8 @@
-"""Views of the data matrix X (n_probe × n_pixel) as a stream of navigation chunks.
+"""The data matrix X (n_probe × n_pixel) as chunk operators: dense, sparse, low-rank.
 
-Every solver touches X only through an operator's :meth:`~InProcessChunks.map_reduce`: a
-function applied to each navigation chunk ``X_c`` with that chunk's block of another matrix (the
-loadings rows), returning a new block and a partial sum.  In this process the chunks are visited
-one after another (eager numpy, lazy dask streamed from disk, sparse, compressed); on a dask
-cluster (:mod:`.cluster`) the same function runs where each chunk lives.  So eager, lazy,
-out-of-core and distributed sweeps share one code path.
+Each operator here is a :class:`~.chunks.ChunkOperator` whose chunks are visited in this process
+(:class:`~.chunks.InProcessChunks`); :class:`~.cluster.ClusterOperator` extends the lazy dense
+one to a dask cluster, and :func:`~.dispatch.make_operator` picks the operator for an array.
 
 Masks follow HyperSpy's convention: ``True`` marks an entry that is *excluded*.  Masked and
 all-dark pixels are dropped from X (not zeroed) and restored as zeros by the caller.
@@ -13,58 +10,24 @@ all-dark pixels are dropped from X (not zeroed) and restored as zeros by the cal
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
-_logger = logging.getLogger(__name__)
+from .._utils import is_dask
+from .chunks import DTYPE, InProcessChunks, MatrixStats
 
-#: Working precision of every product with X (DESIGN §7: float32 GEMM is twice as fast).
-DTYPE = np.float32
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "DenseOperator",
+    "DenseProducts",
+    "LowRankOperator",
+    "SparseOperator",
+]
 
 #: Target size in bytes of one navigation chunk of X when the caller does not choose.
 DEFAULT_CHUNK_BYTES = 32 * 2**20
-
-
-@dataclass(frozen=True)
-class MatrixStats:
-    """Statistics gathered in one pass over the data, before any fit.
-
-    Attributes
-    ----------
-    squared_norm
-        ``‖X‖²`` over kept entries, in float64.
-    n_rows, n_cols
-        Size of the kept matrix (after masks and dark-pixel removal).
-    n_loss_cols
-        Pixels the MSE is averaged over: those the user's mask keeps, dark ones included
-        (their error is exactly zero), so that dropping dark pixels does not change the loss.
-    total
-        Sum of the kept entries, in float64 (NaN where no caller needs it).
-    """
-
-    squared_norm: float
-    n_rows: int
-    n_cols: int
-    n_loss_cols: int
-    total: float = float("nan")
-
-    @property
-    def mean(self) -> float:
-        """Mean of the kept entries (the scale of random starts)."""
-        return self.total / (float(self.n_rows) * float(self.n_cols))
-
-    @property
-    def n_elements(self) -> float:
-        """Entries the MSE is the mean over."""
-        return float(self.n_rows) * float(self.n_loss_cols)
-
-
-def _is_dask(array) -> bool:
-    return type(array).__module__.split(".")[0] == "dask"
 
 
 def _check_values(minimum: float, has_nan: bool, has_inf: bool, negative: str) -> None:
@@ -98,59 +61,6 @@ class DenseProducts:
     def dense(self, chunk: np.ndarray) -> np.ndarray:
         """The rows of X that a chunk stands for."""
         return chunk
-
-
-class InProcessChunks:
-    """Chunk tasks run in this process, one chunk after another.
-
-    Subclasses provide ``chunks()`` and ``row_slices`` (the kept rows of each chunk, in order).
-    A block is a matrix's columns for one chunk's rows: ``(T, n_c)`` for the loadings.
-    """
-
-    #: Blocks may be updated in place (a cluster copies them: a task must not edit its input).
-    in_place = True
-
-    def map_reduce(self, task: Callable, blocks: Sequence | None = None, **shared):
-        """``task(products, X_c, block, **shared) -> (new_block, partial)`` over every chunk.
-
-        Returns the list of new blocks and the sum of the partials (arrays, or dicts and tuples
-        of arrays, summed entry by entry; ``None`` partials give ``None``).
-        """
-        blocks = [None] * len(self.row_slices) if blocks is None else blocks
-        kept, total = [], None
-        for (_, chunk), block in zip(self.chunks(), blocks):
-            new_block, partial = task(self, chunk, block, **shared)
-            kept.append(new_block)
-            total = partial if total is None else add_partials(total, partial)
-        return kept, total
-
-    def map_blocks(self, task: Callable, blocks: Sequence, *args) -> list:
-        """``task(block, *args)`` for every block, where the block is."""
-        return [task(block, *args) for block in blocks]
-
-    def split_rows(self, matrix_t: np.ndarray) -> list:
-        """Blocks ``matrix_t[:, rows]`` (contiguous) of a (T, n) matrix, one per chunk."""
-        return [np.ascontiguousarray(matrix_t[:, rows]) for rows in self.row_slices]
-
-    def join_rows(self, blocks: Sequence) -> np.ndarray:
-        """The (T, n) matrix that :meth:`split_rows` split."""
-        return np.concatenate(self.gather(blocks), axis=1)
-
-    def gather(self, blocks: Sequence) -> list[np.ndarray]:
-        """The blocks' values, in this process."""
-        return list(blocks)
-
-
-def add_partials(total, partial):
-    """``total += partial`` for arrays, dicts and tuples of arrays (in place where it can)."""
-    if partial is None:
-        return total
-    if isinstance(total, tuple):
-        return tuple(add_partials(a, b) for a, b in zip(total, partial))
-    if isinstance(total, dict):
-        return {key: add_partials(total[key], partial[key]) for key in total}
-    total += partial
-    return total
 
 
 def _row_slices(n: int, chunk_rows: int) -> list[slice]:
@@ -200,7 +110,7 @@ class DenseOperator(DenseProducts, InProcessChunks):
             data, row_mask, col_mask, negative_values
         )
         self.clip = negative_values == "clip"
-        self.lazy = _is_dask(data)
+        self.lazy = is_dask(data)
         self._data = data
 
         if self.lazy:
@@ -429,25 +339,6 @@ class SparseOperator(InProcessChunks):
 
     def dense(self, chunk) -> np.ndarray:
         return chunk.toarray()
-
-
-def make_operator(data, **options) -> DenseOperator | SparseOperator:
-    """The operator for ``data``.
-
-    :class:`SparseOperator` for scipy sparse matrices; for a dask array while a
-    ``dask.distributed`` client is active, a :class:`~.cluster.ClusterOperator` (X held and
-    worked on by the cluster); else :class:`DenseOperator`.
-    """
-    from scipy import sparse
-
-    from .cluster import ClusterOperator, active_client
-
-    if sparse.issparse(data):
-        return SparseOperator(data, **options)
-    client = active_client() if _is_dask(data) else None
-    if client is not None:
-        return ClusterOperator(data, client, **options)
-    return DenseOperator(data, **options)
 
 
 class LowRankOperator(InProcessChunks):

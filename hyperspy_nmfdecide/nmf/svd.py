@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .operators import DTYPE
+from .chunks import DTYPE
 
 
 @dataclass

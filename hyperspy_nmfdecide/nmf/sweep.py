@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .checkpoint import SweepCheckpoint, data_fingerprint
+from .chunks import DTYPE, MatrixStats
+from .dispatch import make_operator
 from .engine import Run, direct_mse, evaluate_mse, fit_runs
-from .operators import DTYPE, LowRankOperator, MatrixStats, make_operator
+from .operators import LowRankOperator
 from .svd import TruncatedSVD, nndsvd_start, truncated_svd
 from .updates import SOLVERS
 
