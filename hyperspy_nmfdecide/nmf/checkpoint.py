@@ -33,7 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .chunks import MatrixStats
 from .engine import FitState, Run
+
+__all__ = ["CheckpointError", "SweepCheckpoint", "data_fingerprint"]
 
 _logger = logging.getLogger(__name__)
 
@@ -45,8 +48,15 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: other data or parameters, or a damaged file."""
 
 
-def data_fingerprint(stats, row_keep: np.ndarray, col_keep: np.ndarray) -> dict:
-    """What identifies the data of a sweep: its size, ``‖X‖²``, sum and masks."""
+def data_fingerprint(stats: MatrixStats, row_keep: np.ndarray, col_keep: np.ndarray) -> dict:
+    """What identifies the data of a sweep: its size, ``‖X‖²``, sum and masks.
+
+    Examples
+    --------
+    >>> keep = np.ones(3, dtype=bool)
+    >>> print(data_fingerprint(MatrixStats(5.0, 3, 3, 3, 4.0), keep, keep)["squared_norm"])
+    5.0
+    """
     return {
         "n_rows": int(stats.n_rows),
         "n_cols": int(stats.n_cols),

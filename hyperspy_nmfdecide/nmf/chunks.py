@@ -23,6 +23,7 @@ __all__ = [
     "DTYPE",
     "ChunkOperator",
     "ChunkProducts",
+    "ChunkTask",
     "DataOperator",
     "FitOperator",
     "InProcessChunks",

@@ -18,10 +18,11 @@ from __future__ import annotations
 import operator as _op
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
-from .chunks import add_partials
+from .chunks import ChunkTask, add_partials
 from .operators import DenseOperator, DenseProducts
 
 __all__ = ["ClusterError", "ClusterOperator", "active_client"]
@@ -34,8 +35,14 @@ class ClusterError(RuntimeError):
     """The dask cluster failed during a sweep (lost scheduler, client or worker)."""
 
 
-def active_client():
-    """The default ``dask.distributed`` client, or None (distributed not installed, or none)."""
+def active_client() -> Any:
+    """The default ``dask.distributed`` client, or None (distributed not installed, or none).
+
+    Examples
+    --------
+    >>> active_client() is None  # no client has been started here
+    True
+    """
     try:
         from distributed import default_client
     except ImportError:
@@ -62,7 +69,7 @@ def _cluster_errors():
         ) from error
 
 
-def _sum_partials(*partials):
+def _sum_partials(*partials: Any) -> Any:
     """A reduction task: a new sum (its inputs are other tasks' results, never edited)."""
     total = _copy(partials[0])
     for partial in partials[1:]:
@@ -70,7 +77,7 @@ def _sum_partials(*partials):
     return total
 
 
-def _copy(value):
+def _copy(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(_copy(v) for v in value)
     if isinstance(value, dict):
@@ -105,7 +112,7 @@ class ClusterOperator(DenseOperator):
 
     in_place = False
 
-    def __init__(self, data, client, **options) -> None:
+    def __init__(self, data: Any, client: Any, **options: Any) -> None:
         super().__init__(data, **options)
         self.client = client
         self.products = DenseProducts()
@@ -121,7 +128,9 @@ class ClusterOperator(DenseOperator):
         who_has = self.client.who_has(futures)
         return [next(iter(who_has.get(f.key, ())), None) for f in futures]
 
-    def map_reduce(self, task: Callable, blocks: Sequence | None = None, **shared):
+    def map_reduce(
+        self, task: ChunkTask, blocks: Sequence | None = None, **shared: Any
+    ) -> tuple[list, Any]:
         client = self.client
         with _cluster_errors():
             shared = {
@@ -156,7 +165,7 @@ class ClusterOperator(DenseOperator):
                 ]
             return kept, partials[0].result()
 
-    def map_blocks(self, task: Callable, blocks: Sequence, *args) -> list:
+    def map_blocks(self, task: Callable, blocks: Sequence, *args: Any) -> list:
         with _cluster_errors():
             return [self.client.submit(task, block, *args, pure=False) for block in blocks]
 

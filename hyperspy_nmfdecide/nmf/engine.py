@@ -18,16 +18,16 @@ Nothing here imports HyperSpy; X is reached only through an operator (see ``oper
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from .chunks import DTYPE
+from .chunks import DTYPE, ChunkOperator, ChunkProducts, FitOperator
 from .updates import SOLVERS, update_h, update_w
 
-_logger = logging.getLogger(__name__)
+__all__ = ["FitState", "Run", "direct_mse", "evaluate_mse", "fit_runs"]
 
 
 @dataclass
@@ -37,6 +37,12 @@ class Run:
     ``w`` is (n, k) and ``h`` (k, p) in the operator's kept rows and columns.  For the ALS solver
     ``h`` may be None: the first factors are then computed from the random loadings, as in
     Uesugi's step 3.
+
+    Examples
+    --------
+    >>> run = Run(np.ones((5, 2), np.float32), np.ones((2, 4), np.float32))
+    >>> run.k, run.n_iter, run.mse
+    (2, 0, nan)
     """
 
     w: np.ndarray
@@ -90,7 +96,7 @@ class _Stack:
     once per finishing run.
     """
 
-    def __init__(self, runs: list[Run], operator) -> None:
+    def __init__(self, runs: list[Run], operator: FitOperator) -> None:
         p = operator.shape[1]
         by_k: dict[int, list[Run]] = {}
         for run in runs:
@@ -116,7 +122,7 @@ class _Stack:
         self.alive = np.ones(len(self.runs), dtype=bool)
 
     @classmethod
-    def restore(cls, runs: list[Run], state: FitState, operator) -> _Stack:
+    def restore(cls, runs: list[Run], state: FitState, operator: FitOperator) -> _Stack:
         """The stack a :class:`FitState` was taken from, over these ``runs`` (in its order)."""
         stack = cls.__new__(cls)
         stack.operator = operator
@@ -196,7 +202,7 @@ def _take_rows(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def fit_runs(
-    operator,
+    operator: FitOperator,
     runs: list[Run],
     *,
     solver: str = "hals",
@@ -215,7 +221,8 @@ def fit_runs(
     Parameters
     ----------
     operator
-        An operator of ``operators.py`` (or a ``cluster.ClusterOperator``).
+        The data X as chunks (any :class:`~.chunks.FitOperator`: dense, sparse, low-rank,
+        or on a cluster).
     runs
         Starting points; updated in place and returned.
     solver
@@ -259,47 +266,17 @@ def fit_runs(
     >>> min(run.mse for run in runs) < 1e-4
     True
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if not isinstance(inner_sweeps, (int, np.integer)) or inner_sweeps < 1:
-        raise ValueError(f"inner_sweeps must be an integer ≥ 1, got {inner_sweeps!r}")
-    caps = [max_iter] * len(runs) if passes_left is None else [int(c) for c in passes_left]
-    if len(caps) != len(runs) or any(not 1 <= cap <= max_iter for cap in caps):
-        raise ValueError(
-            f"passes_left must give 1..{max_iter} passes for each of the {len(runs)} runs"
-        )
+    caps = _checked_caps(runs, solver, max_iter, passes_left, inner_sweeps)
     pending = [run for run in runs if not run.converged]
     if not pending:
         return runs
     cap_of = {id(run): cap for run, cap in zip(runs, caps)}
-    if resume is not None:
-        stack, start = _resumed(runs, resume, operator), resume.iteration
-    else:
-        stack, start = _Stack(pending, operator), 0
-        # Uesugi's ALS starts from random loadings only: one pass computes the first factors.
-        if any(run.h is None for run in stack.runs):
-            wtx, wtw, _ = _pass(operator, stack, solver, update_loadings=False)
-            for k, _, cols, h in stack.groups:
-                update_h(solver, h, wtx[cols].reshape(h.shape), wtw[k])
-
+    stack, start = _started(operator, runs, pending, solver, resume)
     for iteration in range(start, max(cap_of[id(run)] for run in stack.runs)):
         sweeps = 1 if iteration < plain_passes else int(inner_sweeps)
         wtx, wtw, hht = _pass(operator, stack, solver, update_loadings=True, sweeps=sweeps)
-        finished = []
-        for position, mse in enumerate(_stack_mse(operator, stack, wtx, wtw, hht)):
-            if not stack.alive[position]:
-                continue
-            run = stack.runs[position]
-            previous = run.history[-1] if run.history else np.inf
-            run.history.append(float(mse))
-            # A run continued from an earlier call ended that call just after a loadings
-            # update; its first pass here updates the loadings again for the same factors and
-            # can hardly lower the MSE, so it is not a test of convergence.
-            stopped = iteration > 0 and previous - mse < tol * previous
-            run.converged = bool(stopped)
-            if stopped or iteration == cap_of[id(run)] - 1:
-                finished.append(position)
-        stack.retire(finished)
+        mse = _stack_mse(operator, stack, wtx, wtw, hht)
+        stack.retire(_record_pass(stack, mse, iteration, tol, cap_of))
         if on_iteration is not None:
             on_iteration(iteration, int(stack.alive.sum()))
         if not stack.alive.any():
@@ -314,7 +291,67 @@ def fit_runs(
     return runs
 
 
-def _resumed(runs: list[Run], state: FitState, operator) -> _Stack:
+def _checked_caps(
+    runs: list[Run],
+    solver: str,
+    max_iter: int,
+    passes_left: Sequence[int] | None,
+    inner_sweeps: int,
+) -> list[int]:
+    """The passes each run may take, after checking :func:`fit_runs`' arguments."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if not isinstance(inner_sweeps, (int, np.integer)) or inner_sweeps < 1:
+        raise ValueError(f"inner_sweeps must be an integer ≥ 1, got {inner_sweeps!r}")
+    caps = [max_iter] * len(runs) if passes_left is None else [int(c) for c in passes_left]
+    if len(caps) != len(runs) or any(not 1 <= cap <= max_iter for cap in caps):
+        raise ValueError(
+            f"passes_left must give 1..{max_iter} passes for each of the {len(runs)} runs"
+        )
+    return caps
+
+
+def _started(
+    operator: FitOperator,
+    runs: list[Run],
+    pending: list[Run],
+    solver: str,
+    resume: FitState | None,
+) -> tuple[_Stack, int]:
+    """The stack to advance and its first iteration: rebuilt from ``resume``, or new."""
+    if resume is not None:
+        return _resumed(runs, resume, operator), resume.iteration
+    stack = _Stack(pending, operator)
+    # Uesugi's ALS starts from random loadings only: one pass computes the first factors.
+    if any(run.h is None for run in stack.runs):
+        wtx, wtw, _ = _pass(operator, stack, solver, update_loadings=False)
+        for k, _, cols, h in stack.groups:
+            update_h(solver, h, wtx[cols].reshape(h.shape), wtw[k])
+    return stack, 0
+
+
+def _record_pass(
+    stack: _Stack, mse: np.ndarray, iteration: int, tol: float, cap_of: dict[int, int]
+) -> list[int]:
+    """Append each live run's MSE to its history; return the positions of runs that stop."""
+    finished = []
+    for position, run_mse in enumerate(mse):
+        if not stack.alive[position]:
+            continue
+        run = stack.runs[position]
+        previous = run.history[-1] if run.history else np.inf
+        run.history.append(float(run_mse))
+        # A run continued from an earlier call ended that call just after a loadings
+        # update; its first pass here updates the loadings again for the same factors and
+        # can hardly lower the MSE, so it is not a test of convergence.
+        stopped = iteration > 0 and previous - run_mse < tol * previous
+        run.converged = bool(stopped)
+        if stopped or iteration == cap_of[id(run)] - 1:
+            finished.append(position)
+    return finished
+
+
+def _resumed(runs: list[Run], state: FitState, operator: FitOperator) -> _Stack:
     """Put the runs back as ``state`` recorded them, and rebuild its stack."""
     if len(state.histories) != len(runs) or state.order.max(initial=-1) >= len(runs):
         raise ValueError(f"the saved fit state is for {len(state.histories)} runs, not {len(runs)}")
@@ -325,30 +362,50 @@ def _resumed(runs: list[Run], state: FitState, operator) -> _Stack:
     return _Stack.restore([runs[i] for i in state.order], state, operator)
 
 
-def evaluate_mse(operator, runs: list[Run]) -> np.ndarray:
-    """Exact MSE of each run's current ``(w, h)`` on the operator's X, in one pass."""
+def evaluate_mse(operator: FitOperator, runs: list[Run]) -> np.ndarray:
+    """Exact MSE of each run's current ``(w, h)`` on the operator's X, in one pass.
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.nmf.operators import DenseOperator
+    >>> x = np.ones((4, 3))
+    >>> runs = [Run(np.ones((4, 1), np.float32), np.full((1, 3), v, np.float32)) for v in (1, 2)]
+    >>> evaluate_mse(DenseOperator(x), runs).tolist()
+    [0.0, 1.0]
+    """
     stack = _Stack(runs, operator)
     wtx, wtw, hht = _pass(operator, stack, "hals", update_loadings=False)
     by_run = dict(zip(map(id, stack.runs), _stack_mse(operator, stack, wtx, wtw, hht)))
     return np.array([by_run[id(run)] for run in runs])
 
 
-def direct_mse(operator, run: Run) -> float:
+def direct_mse(operator: FitOperator, run: Run) -> float:
     """MSE of one run from the residual itself, one pass over X.
 
     The loss identity used during the fit loses relative precision when the MSE is many orders
     below ``‖X‖² / (n p)`` (float32 cancellation); the kept runs are reported with this value.
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.nmf.operators import DenseOperator
+    >>> run = Run(np.ones((4, 1), np.float32), np.full((1, 3), 2, np.float32))
+    >>> direct_mse(DenseOperator(np.ones((4, 3))), run)
+    1.0
     """
     _, total = operator.map_reduce(_chunk_squared_error, operator.split_rows(run.w.T), h=run.h)
     return total / operator.stats.n_elements
 
 
-def _chunk_squared_error(products, chunk, wt_block: np.ndarray, *, h: np.ndarray):
+def _chunk_squared_error(
+    products: ChunkProducts, chunk: Any, wt_block: np.ndarray, *, h: np.ndarray
+) -> tuple[None, float]:
     residual = products.dense(chunk) - wt_block.T @ h
     return None, float(np.einsum("ij,ij->", residual, residual, dtype=np.float64))
 
 
-def _stack_mse(operator, stack: _Stack, wtx: np.ndarray, wtw: dict, hht: dict) -> np.ndarray:
+def _stack_mse(
+    operator: ChunkOperator, stack: _Stack, wtx: np.ndarray, wtw: dict, hht: dict
+) -> np.ndarray:
     """MSE of every stacked run, in ``stack.runs`` order, from ``‖X‖² − 2⟨WᵀX, H⟩ + ⟨WᵀW, HHᵀ⟩``.
 
     Products are float32; the three terms are summed in float64, where they nearly cancel.
@@ -362,7 +419,9 @@ def _stack_mse(operator, stack: _Stack, wtx: np.ndarray, wtw: dict, hht: dict) -
     return np.concatenate(out) / operator.stats.n_elements
 
 
-def _pass(operator, stack: _Stack, solver: str, *, update_loadings: bool, sweeps: int = 1):
+def _pass(
+    operator: FitOperator, stack: _Stack, solver: str, *, update_loadings: bool, sweeps: int = 1
+) -> tuple[np.ndarray, dict, dict]:
     """One pass over the chunks of X: ``Wᵀ X`` (T, p), and ``Wᵀ W`` and ``H Hᵀ`` per k."""
     # Both Gram matrices in float64: in float32 their rounding put an error of up to 7.6e-6
     # (relative) on the MSE of benchmarks/speed.py's scan, above the per-pass decreases that
@@ -384,8 +443,18 @@ def _pass(operator, stack: _Stack, solver: str, *, update_loadings: bool, sweeps
 
 
 def _chunk_pass(
-    products, chunk, wt_block, *, h_stack, hht, layout, solver, update_loadings, sweeps, in_place
-):
+    products: ChunkProducts,
+    chunk: Any,
+    wt_block: np.ndarray,
+    *,
+    h_stack: np.ndarray,
+    hht: dict[int, np.ndarray],
+    layout: list[tuple[int, int, slice]],
+    solver: str,
+    update_loadings: bool,
+    sweeps: int,
+    in_place: bool,
+) -> tuple[np.ndarray, tuple[np.ndarray, dict[int, np.ndarray]]]:
     """The work of one chunk in a pass: its loadings block updated, ``W_cᵀ X_c``, ``W_cᵀ W_c``.
 
     Returns the new block and the partial sums ``(W_cᵀ X_c, {k: W_cᵀ W_c})``; the block is

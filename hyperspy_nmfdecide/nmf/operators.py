@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,14 @@ def _check_values(minimum: float, has_nan: bool, has_inf: bool, negative: str) -
 
 
 class DenseProducts:
-    """The two products of a pass for a dense chunk ``X_c`` (n_c, p)."""
+    """The :class:`~.chunks.ChunkProducts` of a dense chunk ``X_c`` (n_c, p).
+
+    Examples
+    --------
+    >>> chunk, h = np.ones((2, 3)), np.ones((1, 3))
+    >>> DenseProducts().h_times_xt(chunk, h).tolist()
+    [[3.0, 3.0]]
+    """
 
     def h_times_xt(self, chunk: np.ndarray, h_stack: np.ndarray) -> np.ndarray:
         """``H X_cᵀ`` for one chunk: (T, n_c), the transpose of ``X_c Hᵀ``."""
@@ -98,7 +106,7 @@ class DenseOperator(DenseProducts, InProcessChunks):
 
     def __init__(
         self,
-        data,
+        data: Any,
         *,
         row_mask: np.ndarray | None = None,
         col_mask: np.ndarray | None = None,
@@ -121,7 +129,7 @@ class DenseOperator(DenseProducts, InProcessChunks):
             raise ValueError("Every pixel is masked or dark: there is nothing to factorise.")
 
     # -- preparation -------------------------------------------------------------------------
-    def _prepare_eager(self, negative_values: str, drop_dark: bool, chunk_rows: int | None):
+    def _prepare_eager(self, negative_values: str, drop_dark: bool, chunk_rows: int | None) -> None:
         x = np.asarray(self._data)
         if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
             raise TypeError(f"data must be real numbers, got dtype {x.dtype}")
@@ -159,7 +167,7 @@ class DenseOperator(DenseProducts, InProcessChunks):
         total = float(matrix.sum(dtype=np.float64))
         self.stats = MatrixStats(sq, n, p, n_loss_cols, total)
 
-    def _prepare_lazy(self, negative_values: str, drop_dark: bool, chunk_rows: int | None):
+    def _prepare_lazy(self, negative_values: str, drop_dark: bool, chunk_rows: int | None) -> None:
         import dask
         import dask.array as da
 
@@ -238,11 +246,13 @@ class DenseOperator(DenseProducts, InProcessChunks):
                 )
 
 
-def _computed(block) -> np.ndarray:
+def _computed(block: Any) -> np.ndarray:
     return np.asarray(block.compute())
 
 
-def _kept_entries(block: np.ndarray, rows, cols, clip: bool) -> np.ndarray:
+def _kept_entries(
+    block: np.ndarray, rows: np.ndarray | None, cols: np.ndarray | None, clip: bool
+) -> np.ndarray:
     """The kept rows and columns of one block, float32, in one gather (two cost twice)."""
     if rows is not None and cols is not None:
         block = block[np.ix_(rows, cols)]
@@ -276,7 +286,7 @@ class SparseOperator(InProcessChunks):
 
     def __init__(
         self,
-        data,
+        data: Any,
         *,
         row_mask: np.ndarray | None = None,
         col_mask: np.ndarray | None = None,
@@ -324,20 +334,20 @@ class SparseOperator(InProcessChunks):
     def shape(self) -> tuple[int, int]:
         return self.stats.n_rows, self.stats.n_cols
 
-    def chunks(self) -> Iterator[tuple[slice, object]]:
+    def chunks(self) -> Iterator[tuple[slice, Any]]:
         for rows in self.row_slices:
             yield rows, self._matrix[rows]
 
-    def h_times_xt(self, chunk, h_stack: np.ndarray) -> np.ndarray:
+    def h_times_xt(self, chunk: Any, h_stack: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray((chunk @ h_stack.T).T)
 
-    def wt_times_x(self, chunk, wt_chunk: np.ndarray) -> np.ndarray:
+    def wt_times_x(self, chunk: Any, wt_chunk: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray((chunk.T @ wt_chunk.T).T)
 
     def finish_wtx(self, wtx: np.ndarray) -> np.ndarray:
         return wtx
 
-    def dense(self, chunk) -> np.ndarray:
+    def dense(self, chunk: Any) -> np.ndarray:
         return chunk.toarray()
 
 
@@ -349,6 +359,15 @@ class LowRankOperator(InProcessChunks):
     ``stats`` are those of the *original* data (its ``squared_norm``): since ``X − X̃ ⟂ X̃``, the loss
     identity then gives ``‖X − X̃‖² + ‖X̃ − WH‖²``, which tracks the exact loss (it misses only
     ``2⟨X − X̃, WH⟩``), so ``tol`` means the same as in exact mode.
+
+    Examples
+    --------
+    >>> x = np.outer(np.arange(1.0, 5.0), np.ones(3))
+    >>> dense = DenseOperator(x)
+    >>> u, s, vt = np.linalg.svd(x, full_matrices=False)
+    >>> low = LowRankOperator(u[:, :1] * s[:1], vt[:1], dense.stats)
+    >>> bool(np.allclose(low.dense(low.u), x, atol=1e-5))
+    True
     """
 
     def __init__(self, u: np.ndarray, g: np.ndarray, stats: MatrixStats) -> None:
@@ -380,7 +399,9 @@ class LowRankOperator(InProcessChunks):
         return chunk @ self.g
 
 
-def _checked_layout(data, row_mask, col_mask, negative_values: str):
+def _checked_layout(
+    data: Any, row_mask: np.ndarray | None, col_mask: np.ndarray | None, negative_values: str
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
     """``(full_shape, row_keep, col_keep)`` of a 2-D data matrix, arguments checked."""
     if data.ndim != 2:
         raise ValueError(f"data must be 2-D (n_probe, n_pixel), got shape {data.shape}")

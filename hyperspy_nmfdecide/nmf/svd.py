@@ -13,15 +13,25 @@ the chunk operator because scikit-learn's ``randomized_svd`` needs X in memory; 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .chunks import DTYPE
+from .chunks import DTYPE, ChunkOperator
+
+__all__ = ["TruncatedSVD", "nndsvd_start", "truncated_svd"]
 
 
 @dataclass
 class TruncatedSVD:
-    """``X ≈ U diag(s) Vᵀ`` with ``rank`` columns; ``u`` is (n, rank), ``vt`` (rank, p)."""
+    """``X ≈ U diag(s) Vᵀ`` with ``rank`` columns; ``u`` is (n, rank), ``vt`` (rank, p).
+
+    Examples
+    --------
+    >>> svd = TruncatedSVD(np.eye(3, 2), np.array([2.0, 1.0]), np.eye(2, 4))
+    >>> svd.pca_mse(squared_norm=6.0, n_elements=12.0, k=1)
+    0.16666666666666666
+    """
 
     u: np.ndarray
     s: np.ndarray
@@ -34,14 +44,20 @@ class TruncatedSVD:
 
 
 def truncated_svd(
-    operator, rank: int, *, oversample: int = 25, n_power_iter: int = 3, random_state: int = 0
+    operator: ChunkOperator,
+    rank: int,
+    *,
+    oversample: int = 25,
+    n_power_iter: int = 3,
+    random_state: int = 0,
 ) -> TruncatedSVD:
     """Randomised truncated SVD of the operator's X.
 
     Parameters
     ----------
     operator
-        A chunk operator (``DenseOperator``).
+        The data X as chunks (only the :class:`~.chunks.ChunkOperator` stream is used, so a
+        view such as ``noise.BinnedView`` serves as well).
     rank
         Number of singular triplets wanted.
     oversample
@@ -75,23 +91,23 @@ def truncated_svd(
     return TruncatedSVD(u[:, :keep], s[:keep], v[:, :keep].T)
 
 
-def _times(operator, matrix: np.ndarray) -> np.ndarray:
+def _times(operator: ChunkOperator, matrix: np.ndarray) -> np.ndarray:
     """``X M`` (n, width), one block of rows per chunk."""
     blocks, _ = operator.map_reduce(_chunk_times, matrix=matrix)
     return np.concatenate(operator.gather(blocks), axis=0).astype(DTYPE, copy=False)
 
 
-def _chunk_times(products, chunk, _, *, matrix: np.ndarray):
+def _chunk_times(products: Any, chunk: Any, _: None, *, matrix: np.ndarray) -> tuple:
     return np.asarray(chunk @ matrix), None
 
 
-def _transpose_times(operator, q: np.ndarray) -> np.ndarray:
+def _transpose_times(operator: ChunkOperator, q: np.ndarray) -> np.ndarray:
     """``Xᵀ Q`` (p, width), summed over chunks in float64."""
     _, total = operator.map_reduce(_chunk_transpose_times, operator.split_rows(q.T))
     return total.astype(DTYPE)
 
 
-def _chunk_transpose_times(products, chunk, qt_block: np.ndarray):
+def _chunk_transpose_times(products: Any, chunk: Any, qt_block: np.ndarray) -> tuple:
     return None, np.asarray(chunk.T @ qt_block.T, dtype=np.float64)
 
 
@@ -109,6 +125,14 @@ def nndsvd_start(svd: TruncatedSVD, k: int, fill: float) -> tuple[np.ndarray, np
     -------
     w, h
         (n, k) and (k, p) float32 non-negative matrices.
+
+    Examples
+    --------
+    >>> x = np.outer([1.0, 2.0, 3.0], [1.0, 0.0, 2.0])
+    >>> u, s, vt = np.linalg.svd(x, full_matrices=False)
+    >>> w, h = nndsvd_start(TruncatedSVD(u, s, vt), 1, fill=0.0)
+    >>> bool(np.allclose(w @ h, x, atol=1e-5))
+    True
     """
     u, s, vt = svd.u[:, :k], svd.s[:k], svd.vt[:k]
     w = np.zeros((u.shape[0], k))

@@ -28,6 +28,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+__all__ = ["SOLVERS", "update_h", "update_w"]
+
 SOLVERS = ("hals", "mu", "als")
 
 # Guards divisions; relative to float32 resolution like scikit-learn's NMF.
@@ -40,6 +42,13 @@ def update_w(
     """Update the (transposed) loadings of one chunk in place, with the factors fixed.
 
     ``sweeps`` is the number of HALS sweeps (ignored by the other solvers).
+
+    Examples
+    --------
+    >>> wt = np.ones((1, 1, 3), np.float32)  # one restart, k = 1, three probes
+    >>> update_w("mu", wt, np.full((1, 1, 3), 2, np.float32), np.ones((1, 1, 1)))
+    >>> wt.round(3).tolist()
+    [[[2.0, 2.0, 2.0]]]
     """
     if solver == "hals":
         gram = np.ascontiguousarray(hht, dtype=wt.dtype)
@@ -61,6 +70,13 @@ def update_h(solver: str, h: np.ndarray, wtx: np.ndarray, wtw: np.ndarray, sweep
     """Update the factors in place, with the loadings fixed (after a full pass).
 
     ``sweeps`` is the number of HALS sweeps (ignored by the other solvers).
+
+    Examples
+    --------
+    >>> h = np.zeros((1, 1, 2), np.float32)  # ALS: least squares, then unit-norm rows
+    >>> update_h("als", h, np.array([[[3.0, 4.0]]], np.float32), np.ones((1, 1, 1)))
+    >>> np.round(h.astype(float), 3).tolist()
+    [[[0.6, 0.8]]]
     """
     if solver == "hals":
         gram = np.ascontiguousarray(wtw, dtype=h.dtype)
