@@ -7,7 +7,7 @@ import pytest
 from hyperspy_nmfdecide.nmf import BatchedNMF, run_sweep
 from hyperspy_nmfdecide.nmf.engine import Run, evaluate_mse, fit_runs
 from hyperspy_nmfdecide.nmf.operators import DenseOperator
-from hyperspy_nmfdecide.nmf.sweep import random_start
+from hyperspy_nmfdecide.nmf.starts import random_start
 
 
 def planted(n=240, p=96, k=3, noise=0.0, seed=0):

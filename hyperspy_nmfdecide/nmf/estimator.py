@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from .chunks import DTYPE
 from .engine import Run, direct_mse, fit_runs
 from .operators import DenseOperator
-from .sweep import random_start, resolve_entropy
+from .starts import random_start, resolve_entropy
 
 
 class BatchedNMF(TransformerMixin, BaseEstimator):

@@ -1,4 +1,4 @@
-"""Truncated SVD of X by passes over navigation chunks, and the NNDSVD start built from it.
+"""Truncated SVD of X by passes over navigation chunks.
 
 The randomised range finder (Halko, Martinsson & Tropp 2011, Alg. 4.4) is written here against
 the chunk operator because scikit-learn's ``randomized_svd`` needs X in memory; it reads X
@@ -6,7 +6,7 @@ the chunk operator because scikit-learn's ``randomized_svd`` needs X in memory; 
 
 * the PCA loss per k, ``(‖X‖² − Σ_{i≤k} σ_i²) / (n p)``: the lower bound of any rank-k fit
   (uncentred, since ``W H`` has no offset term);
-* the deterministic NNDSVD start of Boutsidis & Gallopoulos (2008), one extra run per k;
+* the deterministic NNDSVD start (:func:`~.starts.nndsvd_start`), one extra run per k;
 * the compressed surrogate of ``mode="fast"``.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from .chunks import DTYPE, ChunkOperator
 
-__all__ = ["TruncatedSVD", "nndsvd_start", "truncated_svd"]
+__all__ = ["TruncatedSVD", "truncated_svd"]
 
 
 @dataclass
@@ -113,47 +113,3 @@ def _chunk_transpose_times(products: Any, chunk: Any, qt_block: np.ndarray) -> t
 
 def _orthonormal(matrix: np.ndarray) -> np.ndarray:
     return np.linalg.qr(matrix.astype(np.float64))[0].astype(DTYPE)
-
-
-def nndsvd_start(svd: TruncatedSVD, k: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
-    """NNDSVD start (Boutsidis & Gallopoulos 2008) from the top-k singular triplets.
-
-    Zeros are filled with ``fill`` (the "nndsvda" variant), so multiplicative updates can move
-    them.  Written here because scikit-learn's version recomputes the SVD of an in-memory X.
-
-    Returns
-    -------
-    w, h
-        (n, k) and (k, p) float32 non-negative matrices.
-
-    Examples
-    --------
-    >>> x = np.outer([1.0, 2.0, 3.0], [1.0, 0.0, 2.0])
-    >>> u, s, vt = np.linalg.svd(x, full_matrices=False)
-    >>> w, h = nndsvd_start(TruncatedSVD(u, s, vt), 1, fill=0.0)
-    >>> bool(np.allclose(w @ h, x, atol=1e-5))
-    True
-    """
-    u, s, vt = svd.u[:, :k], svd.s[:k], svd.vt[:k]
-    w = np.zeros((u.shape[0], k))
-    h = np.zeros((k, vt.shape[1]))
-    w[:, 0] = np.sqrt(s[0]) * np.abs(u[:, 0])
-    h[0] = np.sqrt(s[0]) * np.abs(vt[0])
-    for j in range(1, k):
-        x, y = u[:, j], vt[j]
-        xp, xn = np.maximum(x, 0), np.maximum(-x, 0)
-        yp, yn = np.maximum(y, 0), np.maximum(-y, 0)
-        pos = np.linalg.norm(xp) * np.linalg.norm(yp)
-        neg = np.linalg.norm(xn) * np.linalg.norm(yn)
-        if pos >= neg:
-            a, b, sigma = xp, yp, pos
-        else:
-            a, b, sigma = xn, yn, neg
-        na, nb = np.linalg.norm(a), np.linalg.norm(b)
-        if na > 0 and nb > 0:
-            scale = np.sqrt(s[j] * sigma)
-            w[:, j] = scale * a / na
-            h[j] = scale * b / nb
-    w[w == 0] = fill
-    h[h == 0] = fill
-    return w.astype(DTYPE), h.astype(DTYPE)
