@@ -7,6 +7,9 @@ figures and a ``summary.json`` into the output directory; ``analyze`` also saves
 (``sweep.npz``, read back with ``NMFSweep.load``).  The preprocessing options (``--center``,
 ``--binning``, ``--beam-mask``, ...) run ``prepare_for_nmf`` first; everything after works on
 the prepared scan, and the report lists the steps.
+
+This module holds the argument parser and the calls to the public API; the report's sections
+are in :mod:`hyperspy_nmfdecide.report`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 
 _logger = logging.getLogger(__name__)
 
+__all__ = ["CommandError", "PROG", "build_parser", "main"]
+
 PROG = "nmfdecide"
 
 #: Simulated scans of ``nmfdecide demo --size``: (scan shape, pattern size in pixels).
@@ -39,10 +44,10 @@ DEMO_K = "2:8"
 DEMO_RESTARTS = 20
 ANALYZE_K = "2:15"
 ANALYZE_RESTARTS = 20
-#: Deciding k (level 1 elbow, level 2 noise edge) needs a sweep over at least this many k.
+#: Deciding k (level 1 elbow, level 2 noise edge) needs a sweep over at least this many k.  The
+#: rule is ``decide_k``'s (it raises below it); the command checks it first so that the sweep
+#: report is still written, with a note.
 MIN_DECIDE_K = 3
-#: ``--method`` choices, as ``decide_k`` takes them.
-DECIDE_METHODS = ("noise", "elbow", "iqa")
 
 
 class CommandError(Exception):
@@ -165,35 +170,43 @@ def _non_negative_float(text: str) -> float:
 
 
 def _positive_float(text: str) -> float:
+    """A finite number above 0, by the library's rule (``_utils.positive_number``)."""
+    from ._utils import positive_number
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
-    return value
+    try:
+        return positive_number(value, "value")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}") from None
 
 
-class _PrepareChoices(Sequence):
-    """The choices of a preprocessing option, read from :mod:`.prepare` when first needed.
+class _LibraryChoices(Sequence):
+    """The choices of an option, read from the library when first needed.
 
-    Importing :mod:`hyperspy_nmfdecide.prepare` (HyperSpy, pyxem) takes seconds: too long
+    Importing the library's modules (NumPy, SciPy, HyperSpy, pyxem) takes seconds: too long
     for every ``nmfdecide --help`` or argument error, so the names are looked up only when
     argparse checks a value or prints the option's help.
 
     Parameters
     ----------
+    module : str
+        A module of the package, relative to it (``"prepare"``, ``"nmf.sweep"``).
     name : str
-        A constant of :mod:`.prepare` (a tuple, or a dict whose keys are the names).
+        A constant of that module (a tuple, or a dict whose keys are the names).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, module: str, name: str) -> None:
+        self.module = module
         self.name = name
 
     def _values(self) -> tuple[str, ...]:
-        from . import prepare
+        from importlib import import_module
 
-        return tuple(_cli_name(value) for value in getattr(prepare, self.name))
+        values = getattr(import_module(f".{self.module}", __package__), self.name)
+        return tuple(_cli_name(value) for value in values)
 
     def __getitem__(self, index: int) -> str:
         return self._values()[index]
@@ -203,7 +216,7 @@ class _PrepareChoices(Sequence):
 
 
 def _cli_name(name: str) -> str:
-    """The command-line spelling of a name of :mod:`.prepare`: hyphens for spaces.
+    """The command-line spelling of a name of the library: hyphens for spaces.
 
     Examples
     --------
@@ -227,7 +240,7 @@ def _background_method(text: str) -> str:
     def key(name: str) -> str:
         return re.sub(r"[-_\s]+", "-", name.strip().lower())
 
-    for name in _PrepareChoices("BACKGROUND_METHODS"):
+    for name in _LibraryChoices("prepare", "BACKGROUND_METHODS"):
         if key(name) == key(text):
             return name
     return text
@@ -237,7 +250,17 @@ def _background_method(text: str) -> str:
 def _add_sweep_options(
     parser: argparse.ArgumentParser, *, k: str, restarts: int, out: str, also: str = ""
 ) -> None:
+    """The options of both commands after the preprocessing: sweep, decision, output."""
     group = parser.add_argument_group("NMF sweep")
+    _add_fit_options(group, k=k, restarts=restarts)
+    _add_iteration_options(group)
+    _add_data_options(group)
+    _add_decide_options(parser)
+    _add_output_options(parser, out=out, also=also)
+
+
+def _add_fit_options(group, *, k: str, restarts: int) -> None:
+    """What the sweep fits: the numbers of components, the restarts and the solver."""
     group.add_argument(
         "--k",
         type=_parse_k,
@@ -256,11 +279,15 @@ def _add_sweep_options(
     )
     group.add_argument(
         "--solver",
-        choices=("hals", "als", "mu"),
+        choices=_LibraryChoices("nmf.sweep", "SOLVERS"),
         default="hals",
         help="NMF update rule: hals (fastest to a good fit, default), als (alternating least "
         "squares, as Uesugi et al.), mu (Lee-Seung multiplicative updates, as Cao et al.)",
     )
+
+
+def _add_iteration_options(group) -> None:
+    """How the fits run: where their progress is kept, iteration mode, stopping, seed."""
     group.add_argument(
         "--checkpoint",
         default=None,
@@ -270,7 +297,7 @@ def _add_sweep_options(
     )
     group.add_argument(
         "--mode",
-        choices=("exact", "fast"),
+        choices=_LibraryChoices("nmf.sweep", "MODES"),
         default="exact",
         help="exact: every iteration on the full data (default); fast: iterate on a "
         "compressed copy of the data, then evaluate every fit exactly and refine the best "
@@ -298,6 +325,10 @@ def _add_sweep_options(
         metavar="S",
         help="random seed: the same seed gives exactly the same result (default 0)",
     )
+
+
+def _add_data_options(group) -> None:
+    """Where the data are read from and the work done: memory, disk or a cluster."""
     group.add_argument(
         "--lazy",
         action="store_true",
@@ -311,14 +342,17 @@ def _add_sweep_options(
         help="run the sweep on the dask.distributed cluster whose scheduler is at ADDRESS "
         "(e.g. tcp://10.0.0.5:8786); implies --lazy; needs the 'distributed' package",
     )
+
+
+def _add_decide_options(parser: argparse.ArgumentParser) -> None:
     decide = parser.add_argument_group("number of components and phase maps")
     decide.add_argument(
         "--method",
-        choices=DECIDE_METHODS,
+        choices=_LibraryChoices("decide", "METHODS"),
         default="noise",
-        help="how k is decided after the sweep (needs at least 3 values of --k): noise "
-        "(default): the components of the Poisson-scaled data above the edge of pure noise; "
-        "elbow: the elbow of the minimum-MSE curve; iqa: where SSIM between raw and "
+        help=f"how k is decided after the sweep (needs at least {MIN_DECIDE_K} values of --k): "
+        "noise (default): the components of the Poisson-scaled data above the edge of pure "
+        "noise; elbow: the elbow of the minimum-MSE curve; iqa: where SSIM between raw and "
         "reconstructed patterns stops rising (Cao et al.)",
     )
     decide.add_argument(
@@ -335,6 +369,11 @@ def _add_sweep_options(
         action="store_true",
         help="decide k but skip the phase maps",
     )
+
+
+def _add_output_options(parser: argparse.ArgumentParser, *, out: str, also: str) -> None:
+    from .report import MAX_SHOW_K
+
     out_group = parser.add_argument_group("output")
     out_group.add_argument(
         "--out",
@@ -349,7 +388,7 @@ def _add_sweep_options(
         default=None,
         metavar="K",
         help="numbers of components whose patterns and maps are drawn in the report, "
-        "same syntax as --k (default: every k of the sweep up to 8)",
+        f"same syntax as --k (default: every k of the sweep up to {MAX_SHOW_K})",
     )
     out_group.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar, only errors and the result"
@@ -367,6 +406,12 @@ def _add_prepare_options(parser: argparse.ArgumentParser) -> None:
         "sweep, the decision and the phase maps then use the prepared scan, and the report "
         "lists every step with its parameters. Default: none (the raw data).",
     )
+    _add_correction_options(group)
+    _add_reshaping_options(group)
+
+
+def _add_correction_options(group) -> None:
+    """Preprocessing that corrects the patterns: bad pixels, centring, background."""
     group.add_argument(
         "--bad-pixels",
         action="store_true",
@@ -380,7 +425,7 @@ def _add_prepare_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--center-method",
         type=str.lower,
-        choices=_PrepareChoices("CENTER_METHODS"),
+        choices=_LibraryChoices("prepare", "CENTER_METHODS"),
         default=None,
         metavar="METHOD",
         help="how --center finds the beam (implies --center): %(choices)s (pyxem's beam "
@@ -389,7 +434,7 @@ def _add_prepare_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--background",
         type=_background_method,
-        choices=_PrepareChoices("BACKGROUND_METHODS"),
+        choices=_LibraryChoices("prepare", "BACKGROUND_METHODS"),
         default=None,
         metavar="METHOD",
         help="subtract the background of every pattern, clipped at 0: one of %(choices)s "
@@ -404,6 +449,10 @@ def _add_prepare_options(parser: argparse.ArgumentParser) -> None:
         help="radius of the rolling ball in detector pixels (only with --background "
         "rolling_ball; default 10)",
     )
+
+
+def _add_reshaping_options(group) -> None:
+    """Preprocessing that reshapes the patterns or what is fitted of them."""
     group.add_argument(
         "--binning",
         type=_positive_int,
@@ -422,7 +471,7 @@ def _add_prepare_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--scaling",
         type=str.lower,
-        choices=_PrepareChoices("SCALINGS"),
+        choices=_LibraryChoices("prepare", "SCALINGS"),
         default=None,
         help="square root or log(1 + x) of the intensities, for dynamic range",
     )
@@ -475,7 +524,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo_command(commands)
+    _add_analyze_command(commands)
+    return parser
 
+
+def _add_demo_command(commands) -> None:
     demo = commands.add_parser(
         "demo",
         help="run on a simulated scan whose answer is known",
@@ -494,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare_options(demo)
     _add_sweep_options(demo, k=DEMO_K, restarts=DEMO_RESTARTS, out="nmfdecide_report")
 
+
+def _add_analyze_command(commands) -> None:
     analyze = commands.add_parser(
         "analyze",
         help="run on a 4D-STEM file (any format HyperSpy reads)",
@@ -513,7 +569,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_options(
         analyze, k=ANALYZE_K, restarts=ANALYZE_RESTARTS, out="nmfdecide_report", also=", sweep.npz"
     )
-    return parser
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -637,7 +692,6 @@ def _decide_and_map(report, signal, sweep, args) -> tuple:
     from .report import decision_section, phase_section
 
     timings = report.summary.setdefault("timings", {})
-    skipped = {}
     k_values = [int(k) for k in sweep.k_values]
     if len(k_values) < MIN_DECIDE_K:
         note = (
@@ -652,38 +706,48 @@ def _decide_and_map(report, signal, sweep, args) -> tuple:
 
     _logger.info("Deciding k (method %s)", args.method)
     start = time.perf_counter()
+    decision, note = _decide_k(signal, sweep, args)
+    timings["decide_k"] = time.perf_counter() - start
+    decision_section(report, decision, note=note)
+    if args.no_phases:
+        report.summary["skipped"] = {"phase_maps": "--no-phases"}
+        return decision, None
+    _logger.info("Phase maps at k = %d (threshold %s)", decision.k, args.threshold)
+    start = time.perf_counter()
+    pm = signal.phase_maps(
+        decision.k, threshold=args.threshold, sweep=sweep, show_progressbar=not args.quiet
+    )
+    timings["phase_maps"] = time.perf_counter() - start
+    phase_section(report, pm)
+    return decision, pm
+
+
+def _decide_k(signal, sweep, args: argparse.Namespace) -> tuple:
+    """``decide_k`` with its :class:`~hyperspy_nmfdecide.decide.KRangeWarning` made a note.
+
+    Returns
+    -------
+    tuple
+        (KDecision, the warning's text or None).  The warning is also printed as one line on
+        stderr; other warnings are shown as they would have been.
+    """
+    from .decide import KRangeWarning
+
     with warnings.catch_warnings(record=True) as caught:
-        warnings.filterwarnings("always", message=r".*does not bracket", category=UserWarning)
+        warnings.simplefilter("always", KRangeWarning)
         decision = signal.decide_k(
             sweep, method=args.method, random_state=args.seed, show_progressbar=not args.quiet
         )
-    timings["decide_k"] = time.perf_counter() - start
     note = None
     for warning in caught:
-        message = str(warning.message)
-        if issubclass(warning.category, UserWarning) and "does not bracket" in message:
-            note = message
+        if issubclass(warning.category, KRangeWarning):
+            note = str(warning.message)
             print(f"{PROG}: warning: {note}", file=sys.stderr)
         else:  # not ours to handle: shown as it would have been
             warnings.showwarning(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
-    decision_section(report, decision, note=note)
-
-    pm = None
-    if args.no_phases:
-        skipped["phase_maps"] = "--no-phases"
-    else:
-        _logger.info("Phase maps at k = %d (threshold %s)", decision.k, args.threshold)
-        start = time.perf_counter()
-        pm = signal.phase_maps(
-            decision.k, threshold=args.threshold, sweep=sweep, show_progressbar=not args.quiet
-        )
-        timings["phase_maps"] = time.perf_counter() - start
-        phase_section(report, pm)
-    if skipped:
-        report.summary["skipped"] = skipped
-    return decision, pm
+    return decision, note
 
 
 def _decide_time(report) -> float:
@@ -708,7 +772,7 @@ def _print_decision(decision, pm) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from .data import simulated_scan
-    from .report import Report, sweep_section
+    from .report import Report, sweep_section, truth_section
 
     nav_shape, pattern_size = DEMO_SIZES[args.size]
     _logger.info("Simulating a %s scan of %s-pixel patterns", nav_shape, pattern_size)
@@ -730,7 +794,7 @@ def _demo(args: argparse.Namespace) -> int:
     report = Report(args.out, f"nmfdecide demo: NMF sweep of a simulated scan ({args.size})")
     sweep_section(report, signal, sweep, show_k=args.show_k, timings=_timings(t_prepare, t_sweep))
     decision, pm = _decide_and_map(report, signal, sweep, args)
-    _truth_section(report, scan, decision=decision, pm=pm)
+    truth_section(report, scan, decision=decision, pm=pm)
     report.summary["timings"]["simulation"] = t_simulate
     report.summary["command"] = _command_summary(args)
     report.summary["timings"]["report"] = time.perf_counter() - start - _decide_time(report)
@@ -746,130 +810,6 @@ def _demo(args: argparse.Namespace) -> int:
     print(line)
     print(f"NMF sweep took {t_sweep:.1f} s. Report: {path.resolve()}")
     return 0
-
-
-def _truth_section(report, scan, *, decision=None, pm=None) -> None:
-    """The simulation's ground truth: true k, the true patterns, their weights and labels.
-
-    With the decision and the phase maps: the decided k against the true k, and the adjusted
-    Rand index (ARI) of the phase labels against the true labels.
-    """
-    import hyperspy.api as hs
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from matplotlib.colors import ListedColormap
-
-    from .report import _axis_label, _extent, plot_components
-
-    am = scan.signal.axes_manager
-    sources = np.asarray(scan.sources, dtype=float)
-    weights = np.moveaxis(np.asarray(scan.weights, dtype=float), -1, 0)  # (n, ny, nx)
-    n = sources.shape[0]
-    names = list(scan.source_names)
-    component = {"name": "source", "size": n, "navigate": True}
-    sig_axes = [dict(a.get_axis_dictionary(), navigate=False) for a in am.signal_axes[::-1]]
-    nav_axes = [dict(a.get_axis_dictionary(), navigate=False) for a in am.navigation_axes[::-1]]
-    patterns = hs.signals.Signal2D(sources, axes=[component] + sig_axes)
-    maps = hs.signals.Signal2D(weights, axes=[component] + nav_axes)
-    figures = [
-        (
-            "sources",
-            "The true source patterns (log intensity) and the counts each contributes to every "
-            "probe (the ideal factors and loadings).",
-            plot_components(
-                patterns,
-                maps,
-                title=f"Ground truth: {n} sources, true k = {scan.true_k}",
-                labels=names,
-            ),
-        )
-    ]
-
-    labels = np.asarray(scan.labels)
-    values = np.unique(labels)
-    short = {i: name.replace("crystal ", "c") for i, name in enumerate(names)}
-    tick_names = [
-        "+".join(short[m] for m in scan.label_sets[v]) if v in scan.label_sets else "none"
-        for v in values.tolist()
-    ]
-    fig, ax = plt.subplots(figsize=(4.8, 4.0), layout="constrained")
-    x_axis, y_axis = am.navigation_axes
-    colours = ListedColormap([plt.get_cmap("tab10")(i % 10) for i in range(len(values))])
-    im = ax.imshow(
-        np.searchsorted(values, labels),
-        extent=_extent(x_axis, y_axis),
-        cmap=colours,
-        vmin=-0.5,
-        vmax=len(values) - 0.5,
-        interpolation="nearest",
-    )
-    cbar = fig.colorbar(im, ax=ax, ticks=np.arange(len(values)), label="crystals present")
-    cbar.ax.set_yticklabels(tick_names)
-    ax.set_xlabel(_axis_label(x_axis))
-    ax.set_ylabel(_axis_label(y_axis))
-    ax.set_title("true phase labels")
-    figures.append(
-        ("labels", "Which crystals are present at each probe (c1 = crystal 1, ...).", fig)
-    )
-
-    params = scan.params
-    crystals = [
-        {
-            "source": c.get("name"),
-            "phase": c.get("phase"),
-            "structure": c.get("structure"),
-            "zone axis": "[" + " ".join(str(i) for i in c.get("zone_axis", [])) + "]",
-            "in-plane rotation (°)": c.get("in_plane_deg"),
-            "tilt (°)": c.get("tilt_deg"),
-            "spots": c.get("n_spots"),
-        }
-        for c in params.get("crystals", [])
-    ]
-    settings = ", ".join(
-        f"{key} {params[key]}"
-        for key in ("layout", "dose", "background", "direct_beam", "beam_offset", "spot_sigma")
-        if key in params
-    )
-    comparison = []
-    extra: dict = {}
-    if decision is not None:
-        verdict = "right" if int(decision.k) == int(scan.true_k) else "wrong"
-        comparison.append(
-            f"Decided k = {decision.k} ({decision.method}) against the true k = {scan.true_k}: "
-            f"{verdict}."
-        )
-        extra["decided_k"] = int(decision.k)
-        extra["decided_k_correct"] = int(decision.k) == int(scan.true_k)
-    if pm is not None:
-        from sklearn.metrics import adjusted_rand_score
-
-        ari = float(adjusted_rand_score(labels.ravel(), np.asarray(pm.label_array).ravel()))
-        comparison.append(
-            f"Phase labels at k = {pm.k} against the true labels: adjusted Rand index (ARI) "
-            f"{ari:.3f} (1 = the same partition of the probes up to the names of the labels, "
-            "0 = no better than chance)."
-        )
-        extra["phase_map_ari"] = ari
-    report.add_section(
-        "Ground truth of the simulation",
-        text=(
-            f"The scan was simulated from {n} non-negative sources ({', '.join(names)}), so the "
-            f"true number of components is k = {scan.true_k}: a good sweep shows the elbow of "
-            "the MSE there, and factors that match these patterns. The background source holds "
-            "the direct beam and the diffuse scattering shared by every probe.",
-            *comparison,
-            f"Simulation settings: {settings}; all of them are in summary.json.",
-        ),
-        figures=figures,
-        table=crystals or None,
-    )
-    report.summary["ground_truth"] = {
-        "true_k": int(scan.true_k),
-        **extra,
-        "source_names": names,
-        "label_sets": {str(k): list(v) for k, v in scan.label_sets.items()},
-        "params": params,
-    }
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -1000,27 +940,33 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
-    if args.show_k is not None and not set(args.show_k) <= set(args.k):
-        missing = sorted(set(args.show_k) - set(args.k))
+    problem = _usage_problem(args)
+    if problem is not None:
         parser.print_usage(sys.stderr)
-        print(
-            f"{PROG}: error: argument --show-k: {missing} not among the fitted --k {args.k}",
-            file=sys.stderr,
-        )
-        return 2
-    if args.background_radius is not None and args.background != "rolling_ball":
-        parser.print_usage(sys.stderr)
-        print(
-            f"{PROG}: error: argument --background-radius: only with --background rolling_ball "
-            f"(got --background {args.background or 'not given'})",
-            file=sys.stderr,
-        )
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(name)s: %(levelname)s: %(message)s",
     )
-    command = {"demo": _demo, "analyze": _analyze}[args.command]
+    return _run({"demo": _demo, "analyze": _analyze}[args.command], args)
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with a combination of options (argparse checks each alone), or None."""
+    if args.show_k is not None and not set(args.show_k) <= set(args.k):
+        missing = sorted(set(args.show_k) - set(args.k))
+        return f"argument --show-k: {missing} not among the fitted --k {args.k}"
+    if args.background_radius is not None and args.background != "rolling_ball":
+        return (
+            "argument --background-radius: only with --background rolling_ball "
+            f"(got --background {args.background or 'not given'})"
+        )
+    return None
+
+
+def _run(command, args: argparse.Namespace) -> int:
+    """Run a command; errors the user can act on become one line and exit status 2."""
     try:
         with warnings.catch_warnings(), _cluster_client(args.scheduler):
             if not args.verbose:

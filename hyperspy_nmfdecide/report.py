@@ -5,7 +5,8 @@ JSON-ready entries to :attr:`Report.summary`; :meth:`Report.write` renders every
 :func:`sweep_section` adds what an NMF sweep shows (the data, how it was prepared, the MSE-vs-k
 plot and table, the parameters and the factors with their loading maps per k),
 :func:`preprocessing_section` on its own the preparation, :func:`decision_section` the decision
-of k and its evidence, :func:`phase_section` the phase maps.
+of k and its evidence, :func:`phase_section` the phase maps and :func:`truth_section` the
+ground truth of a simulated scan.  The figures come from :mod:`hyperspy_nmfdecide.plot`.
 
 Examples
 --------
@@ -32,7 +33,27 @@ from pathlib import Path
 
 import numpy as np
 
+from ._utils import to_jsonable
+from .plot import plot_components, plot_data_overview, plot_true_labels, plot_true_sources
+from .plot._axes import plain_units
+from .virtual_detectors import calibrate_detectors, find_virtual_detectors
+
 _logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DPI",
+    "MAX_SHOW_K",
+    "NO_PREPROCESSING",
+    "Report",
+    "Section",
+    "decision_section",
+    "environment_info",
+    "phase_section",
+    "preprocessing_section",
+    "slugify",
+    "sweep_section",
+    "truth_section",
+]
 
 #: By default :func:`sweep_section` draws factors and loadings for every k up to this one.
 MAX_SHOW_K = 8
@@ -293,35 +314,6 @@ def slugify(text: str) -> str:
     return slug or "section"
 
 
-def to_jsonable(value):
-    """``value`` with numpy scalars and arrays, paths and non-finite floats made JSON-ready.
-
-    NaN and infinities become None (strict JSON has no NaN).
-
-    Examples
-    --------
-    >>> to_jsonable({"a": np.float32(0.5), "b": np.arange(3), "c": float("nan"), 4: (1, 2)})
-    {'a': 0.5, 'b': [0, 1, 2], 'c': None, '4': [1, 2]}
-    """
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return to_jsonable(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "as_dictionary"):
-        return to_jsonable(value.as_dictionary())
-    return str(value)
-
-
 def _figure_item(item) -> tuple[str | None, str | None, object]:
     if isinstance(item, tuple):
         if len(item) == 2:
@@ -457,82 +449,113 @@ def sweep_section(
     Entries added to ``report.summary``: ``data`` (shape, lazy, dtype, calibrations, virtual
     detector geometry), ``preprocessing`` (the recorded steps), ``timings``, ``environment``
     (versions, BLAS) and ``sweep`` (``sweep.summary()`` plus the figure file names).
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.data import simulated_scan
+    >>> s = simulated_scan(nav_shape=(8, 8), pattern_size=16, n_crystals=1,
+    ...                    random_state=0).signal
+    >>> sweep = s.nmf_sweep(range(1, 3), n_restarts=2, random_state=0, show_progressbar=False)
+    >>> report = Report("report_dir", "Sweep")
+    >>> sweep_section(report, s, sweep, show_k=[2])
+    >>> [section.title for section in report.sections]
+    ['Data', 'Preprocessing', 'NMF sweep', 'Sweep parameters', 'Components', 'k = 2']
     """
     k_values = [int(k) for k in sweep.k_values]
-    if show_k is None:
-        show_k = [k for k in k_values if k <= MAX_SHOW_K]
-    else:
-        show_k = [int(k) for k in show_k]
-        missing = sorted(set(show_k) - set(k_values))
-        if missing:
-            raise ValueError(f"show_k {missing} not in the sweep; available k: {k_values}")
+    show_k = _show_k(show_k, k_values)
     timings = {str(k): float(v) for k, v in (timings or {}).items()}
 
-    data_summary = _data_section(report, signal, sweep)
-    report.summary["data"] = data_summary
+    report.summary["data"] = _data_section(report, signal, sweep)
     preprocessing_section(report, signal)
     report.summary.setdefault("timings", {}).update(timings)
     report.summary["environment"] = environment_info()
 
-    # MSE vs k.
     section = report.add_section(
         "NMF sweep",
-        text=(
-            f"Every k was fitted from {sweep.loss.shape[1]} random non-negative starts and one "
-            "deterministic NNDSVD start. The grey map counts how many restarts ended at each "
-            "MSE; the blue line is the minimum over restarts (the fit kept), the red dashed line "
-            "the mean, the dotted line the MSE of a rank-k PCA (truncated SVD), which no rank-k "
-            "fit can beat. A minimum far above the mean, or restarts spread over a wide MSE "
-            "range, means the restarts found different local minima. The MSE is the mean squared "
-            "difference per unmasked pixel, in counts².",
-            "Look for the k past which the minimum MSE stops falling steeply (the elbow): more "
-            "components then mostly fit noise.",
-        ),
+        text=_sweep_text(sweep.loss.shape[1]),
         figures=[("mse-vs-k", "MSE of every fit against k.", sweep.plot())],
         table=_k_table(sweep),
     )
     sweep_files = {"sweep_plot": section.files[0]}
-
     report.add_section(
         "Sweep parameters",
         text="Everything needed to repeat the sweep; the same seed gives the same numbers.",
         table=_parameter_table(sweep, k_values, timings),
     )
-
-    component_files = {}
-    if show_k:
-        report.add_section(
-            "Components",
-            text=(
-                "For each k, the factors of the minimum-MSE run (top: diffraction patterns, "
-                "each summing to one, on a logarithmic intensity scale so that weak reflections "
-                "show) above their loading maps (bottom: counts each component contributes to "
-                "every probe position). Components are ordered by integrated loading, largest "
-                "first; the percentage is the component's share of the total fitted intensity."
-            ),
-        )
-        for k in show_k:
-            i = k_values.index(k)
-            run = int(sweep.best_run[i])
-            run_text = "the NNDSVD start" if run < 0 else f"restart {run}"
-            fig = plot_components(
-                sweep.get_factors(k),
-                sweep.get_loadings(k),
-                title=f"k = {k}: factors and loading maps (MSE {sweep.best_loss[i]:.4g})",
-            )
-            caption = (
-                f"k = {k}, minimum-MSE run ({run_text}), MSE {sweep.best_loss[i]:.5g} "
-                f"(PCA bound {sweep.pca_loss[i]:.5g}). Top: factors (log intensity); bottom: "
-                "loading maps (counts)."
-            )
-            if sweep.signal_mask is not None and np.any(sweep.signal_mask):
-                caption += " Excluded detector pixels (e.g. the direct beam) are zero: black."
-            sub = report.add_section(f"k = {k}", figures=[("components", caption, fig)], level=3)
-            component_files[str(k)] = sub.files[0]
+    component_files = _components_sections(report, sweep, show_k)
 
     sweep_summary = sweep.summary()
     sweep_summary["figures"] = {**sweep_files, "components": component_files}
     report.summary["sweep"] = sweep_summary
+
+
+def _sweep_text(n_restarts: int) -> tuple[str, str]:
+    """The paragraphs of the "NMF sweep" section: how to read the figure."""
+    return (
+        f"Every k was fitted from {n_restarts} random non-negative starts and one "
+        "deterministic NNDSVD start. The grey map counts how many restarts ended at each "
+        "MSE; the blue line is the minimum over restarts (the fit kept), the red dashed line "
+        "the mean, the dotted line the MSE of a rank-k PCA (truncated SVD), which no rank-k "
+        "fit can beat. A minimum far above the mean, or restarts spread over a wide MSE "
+        "range, means the restarts found different local minima. The MSE is the mean squared "
+        "difference per unmasked pixel, in counts².",
+        "Look for the k past which the minimum MSE stops falling steeply (the elbow): more "
+        "components then mostly fit noise.",
+    )
+
+
+def _show_k(show_k: Iterable[int] | None, k_values: list[int]) -> list[int]:
+    """The k whose components are drawn: those asked for (all in the sweep), by default every
+    k of the sweep up to :data:`MAX_SHOW_K`."""
+    if show_k is None:
+        return [k for k in k_values if k <= MAX_SHOW_K]
+    show_k = [int(k) for k in show_k]
+    missing = sorted(set(show_k) - set(k_values))
+    if missing:
+        raise ValueError(f"show_k {missing} not in the sweep; available k: {k_values}")
+    return show_k
+
+
+def _components_sections(report: Report, sweep, show_k: list[int]) -> dict[str, str]:
+    """The "Components" section and its subsection per k; returns k → figure file name."""
+    if not show_k:
+        return {}
+    report.add_section(
+        "Components",
+        text=(
+            "For each k, the factors of the minimum-MSE run (top: diffraction patterns, "
+            "each summing to one, on a logarithmic intensity scale so that weak reflections "
+            "show) above their loading maps (bottom: counts each component contributes to "
+            "every probe position). Components are ordered by integrated loading, largest "
+            "first; the percentage is the component's share of the total fitted intensity."
+        ),
+    )
+    k_values = [int(k) for k in sweep.k_values]
+    files = {}
+    for k in show_k:
+        i = k_values.index(k)
+        fig = plot_components(
+            sweep.get_factors(k),
+            sweep.get_loadings(k),
+            title=f"k = {k}: factors and loading maps (MSE {sweep.best_loss[i]:.4g})",
+        )
+        caption = _components_caption(sweep, i, k)
+        sub = report.add_section(f"k = {k}", figures=[("components", caption, fig)], level=3)
+        files[str(k)] = sub.files[0]
+    return files
+
+
+def _components_caption(sweep, i: int, k: int) -> str:
+    run = int(sweep.best_run[i])
+    run_text = "the NNDSVD start" if run < 0 else f"restart {run}"
+    caption = (
+        f"k = {k}, minimum-MSE run ({run_text}), MSE {sweep.best_loss[i]:.5g} "
+        f"(PCA bound {sweep.pca_loss[i]:.5g}). Top: factors (log intensity); bottom: "
+        "loading maps (counts)."
+    )
+    if sweep.signal_mask is not None and np.any(sweep.signal_mask):
+        caption += " Excluded detector pixels (e.g. the direct beam) are zero: black."
+    return caption
 
 
 # -- preprocessing -------------------------------------------------------------------------------
@@ -775,52 +798,15 @@ def decision_section(report: Report, decision, *, note: str | None = None) -> No
     True
     """
     k = int(decision.k)
-    paragraphs = [
-        f"Decision: k = {k} ({decision.method}: {_METHOD_TEXT.get(decision.method, '')}). "
-        f"The elbow of the minimum-MSE curve (level 1) is at k = {int(decision.elbow_k)}.",
-        f"Why: {decision.reason}",
-        "How it is decided (Cao et al.'s global plan). Level 1: the elbow of the minimum MSE "
-        "against k (top left). Level 2: where extra components start fitting noise. The noise "
-        "of every binned pixel is measured between neighbouring probes (with its relation to "
-        "the intensity: the detector's gain and dark offset), each pixel is scaled by it and "
-        "the squared singular values of the scan are compared with the largest one of pure "
-        "noise at the data's own level (top right: the noise ratio; a component counts when "
-        "it clears the dashed margin). Of the components of the fit at that k, those that are "
-        "the same phase at another thickness (variants) or spots that exist only where two "
-        "phases overlap (interactions) are not counted. Beside them: image quality of the "
-        "reconstruction against the raw patterns, and of the reconstruction at k against "
-        "k + 1, on a sample of probes (bottom left; SSIM near 1 is a close match), the "
-        "residual's spread over the measured noise (about 1 once only noise is left) and the "
-        "share of random restarts that reach the minimum MSE (bottom right).",
-    ]
-    if decision.noise:
-        n = decision.noise
-        paragraphs.append(
-            f"Noise measured between neighbouring probes: variance = {n['gain']:.3g} × "
-            f"intensity {'+' if n['zero_variance'] >= 0 else '−'} "
-            f"{abs(n['zero_variance']):.3g} per pixel (gain {n['gain']:.3g}; dark offset "
-            f"{n['offset']:.3g} or readout noise {n['readout_noise']:.3g}), from "
-            f"{n['n_pairs_kept']} of {n['n_pairs']} probe samples."
-        )
     if note is None and decision.suggested_range is not None:
         low, high = decision.suggested_range
         note = (
             f"The sweep's k range does not bracket the decision: sweep k = {low}..{high} "
             f"and decide again (k = {k} is the nearest end of the range swept)."
         )
+    paragraphs = _decision_paragraphs(decision)
     if note:
         paragraphs.append(f"Note: {note}")
-    rows = []
-    for row in decision.table:
-        out = {  # NaN (e.g. "k vs k+1" at the last k) shows as a dash
-            _DECISION_COLUMNS.get(name, name): None
-            if isinstance(value, float) and not math.isfinite(value)
-            else value
-            for name, value in row.items()
-        }
-        marks = [m for m, kk in (("decided", k), ("elbow", decision.elbow_k)) if row["k"] == kk]
-        out["mark"] = ", ".join(marks)
-        rows.append(out)
     section = report.add_section(
         "Number of components",
         text=paragraphs,
@@ -831,13 +817,70 @@ def decision_section(report: Report, decision, *, note: str | None = None) -> No
                 decision.plot(),
             )
         ],
-        table=rows,
+        table=_decision_rows(decision),
     )
     summary = decision.summary()
     if note:
         summary["note"] = note
     summary["figures"] = {"decision_plot": section.files[0]}
     report.summary["decision"] = summary
+
+
+#: How the decision is made, as the "Number of components" section explains it.
+_DECISION_HOW = (
+    "How it is decided (Cao et al.'s global plan). Level 1: the elbow of the minimum MSE "
+    "against k (top left). Level 2: where extra components start fitting noise. The noise "
+    "of every binned pixel is measured between neighbouring probes (with its relation to "
+    "the intensity: the detector's gain and dark offset), each pixel is scaled by it and "
+    "the squared singular values of the scan are compared with the largest one of pure "
+    "noise at the data's own level (top right: the noise ratio; a component counts when "
+    "it clears the dashed margin). Of the components of the fit at that k, those that are "
+    "the same phase at another thickness (variants) or spots that exist only where two "
+    "phases overlap (interactions) are not counted. Beside them: image quality of the "
+    "reconstruction against the raw patterns, and of the reconstruction at k against "
+    "k + 1, on a sample of probes (bottom left; SSIM near 1 is a close match), the "
+    "residual's spread over the measured noise (about 1 once only noise is left) and the "
+    "share of random restarts that reach the minimum MSE (bottom right)."
+)
+
+
+def _decision_paragraphs(decision) -> list[str]:
+    """The decision and its reason, how it is made, and the noise measured."""
+    paragraphs = [
+        f"Decision: k = {int(decision.k)} ({decision.method}: "
+        f"{_METHOD_TEXT.get(decision.method, '')}). The elbow of the minimum-MSE curve "
+        f"(level 1) is at k = {int(decision.elbow_k)}.",
+        f"Why: {decision.reason}",
+        _DECISION_HOW,
+    ]
+    if decision.noise:
+        n = decision.noise
+        paragraphs.append(
+            f"Noise measured between neighbouring probes: variance = {n['gain']:.3g} × "
+            f"intensity {'+' if n['zero_variance'] >= 0 else '−'} "
+            f"{abs(n['zero_variance']):.3g} per pixel (gain {n['gain']:.3g}; dark offset "
+            f"{n['offset']:.3g} or readout noise {n['readout_noise']:.3g}), from "
+            f"{n['n_pairs_kept']} of {n['n_pairs']} probe samples."
+        )
+    return paragraphs
+
+
+def _decision_rows(decision) -> list[dict]:
+    """One row per k of ``decision.table``, headed for people, the decided k and elbow marked."""
+    rows = []
+    for row in decision.table:
+        out = {  # NaN (e.g. "k vs k+1" at the last k) shows as a dash
+            _DECISION_COLUMNS.get(name, name): None
+            if isinstance(value, float) and not math.isfinite(value)
+            else value
+            for name, value in row.items()
+        }
+        marks = [
+            m for m, kk in (("decided", decision.k), ("elbow", decision.elbow_k)) if row["k"] == kk
+        ]
+        out["mark"] = ", ".join(marks)
+        rows.append(out)
+    return rows
 
 
 # -- the phase maps ------------------------------------------------------------------------------
@@ -859,22 +902,82 @@ def phase_section(report: Report, pm) -> None:
     Notes
     -----
     ``report.summary["phase_maps"]`` gets ``pm.summary()`` plus the figure file name.
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.data import simulated_scan
+    >>> s = simulated_scan(nav_shape=(8, 8), pattern_size=16, n_crystals=1, dose=5000,
+    ...                    random_state=0).signal
+    >>> _ = s.nmf_sweep(range(1, 4), n_restarts=2, random_state=0, show_progressbar=False)
+    >>> report = Report("report_dir", "Phases")
+    >>> phase_section(report, s.phase_maps(2, show_progressbar=False))
+    >>> [section.title for section in report.sections]
+    ['Phase maps', 'Component tracking', 'Raw vs reconstructed']
     """
-    k = int(pm.k)
-    background = pm.background_index
     summary = pm.summary()
+    section = report.add_section(
+        "Phase maps",
+        text=_phase_text(pm, summary),
+        figures=[("phase-maps", f"Phase maps at k = {int(pm.k)}.", pm.plot())],
+        table=_legend_rows(pm, summary),
+    )
+    report.add_section(
+        "Component tracking",
+        text=_tracking_text(pm, summary),
+        table=_tracking_rows(int(pm.k), summary) or None,
+        level=3,
+    )
+    report.add_section(
+        "Raw vs reconstructed",
+        text=(
+            "The mean raw pattern of each phase against the mean reconstructed (NMF model) "
+            "pattern over the same probes: SSIM and cosine similarity near 1 and a high PSNR "
+            "mean that the components explain the phase; a poor match points to a missing "
+            "component or a wrong threshold."
+        ),
+        table=_comparison_rows(pm) or None,
+        level=3,
+    )
+    summary["figures"] = {"phase_maps_plot": section.files[0]}
+    report.summary["phase_maps"] = summary
+
+
+def _phase_text(pm, summary: dict) -> tuple[str, str]:
+    """How the phases were found, and what the figure shows."""
+    background = pm.background_index
+    background_text = (
+        f"Component C{background} is the background (the direct beam and the diffuse "
+        "scattering present at almost every probe); it is kept out of the phases."
+        if background is not None
+        else "No component was recognised as the background."
+    )
+    return (
+        f"The loading map of each of the k = {int(pm.k)} components was thresholded "
+        f"({pm.params.get('threshold')}) into a mask of the probes where the component is "
+        "present. Every probe is labelled by the set of components present there: one "
+        "component is a single crystal (phase, orientation), two or more an overlap, where "
+        f"crystals lie on top of each other along the beam. {background_text}",
+        f"{pm.n_phases} phases; overlaps cover "
+        f"{summary.get('overlap_fraction', 0.0):.0%} of the probes. Top: the label map "
+        "(overlaps hatched) and a colour composite of the loading maps; below, for every "
+        "phase, the mean raw pattern beside the mean of the NMF model over the same probes "
+        "(symmetric log intensity).",
+    )
+
+
+def _legend_rows(pm, summary: dict) -> list[dict]:
+    """The legend: the components of every phase and its probes, then label 0."""
     sizes = [int(n) for n in pm.phase_sizes]
-    legend_rows = []
-    for label, members in pm.legend.items():
-        legend_rows.append(
-            {
-                "phase": int(label),
-                "components": " + ".join(f"C{int(m)}" for m in members),
-                "probes": sizes[int(label) - 1] if 0 < int(label) <= len(sizes) else None,
-                "overlap": len(members) > 1,
-            }
-        )
-    legend_rows.append(
+    rows = [
+        {
+            "phase": int(label),
+            "components": " + ".join(f"C{int(m)}" for m in members),
+            "probes": sizes[int(label) - 1] if 0 < int(label) <= len(sizes) else None,
+            "overlap": len(members) > 1,
+        }
+        for label, members in pm.legend.items()
+    ]
+    rows.append(
         {
             "phase": 0,
             "components": "none (background only, or below every threshold)",
@@ -882,34 +985,36 @@ def phase_section(report: Report, pm) -> None:
             "overlap": False,
         }
     )
-    background_text = (
-        f"Component C{background} is the background (the direct beam and the diffuse "
-        "scattering present at almost every probe); it is kept out of the phases."
-        if background is not None
-        else "No component was recognised as the background."
-    )
-    threshold = pm.params.get("threshold")
-    section = report.add_section(
-        "Phase maps",
-        text=(
-            f"The loading map of each of the k = {k} components was thresholded "
-            f"({threshold}) into a mask of the probes where the component is present. Every "
-            "probe is labelled by the set of components present there: one component is a "
-            "single crystal (phase, orientation), two or more an overlap, where crystals lie "
-            f"on top of each other along the beam. {background_text}",
-            f"{pm.n_phases} phases; overlaps cover "
-            f"{summary.get('overlap_fraction', 0.0):.0%} of the probes. Top: the label map "
-            "(overlaps hatched) and a colour composite of the loading maps; below, for every "
-            "phase, the mean raw pattern beside the mean of the NMF model over the same probes "
-            "(symmetric log intensity).",
-        ),
-        figures=[("phase-maps", f"Phase maps at k = {k}.", pm.plot())],
-        table=legend_rows,
-    )
-    phase_files = {"phase_maps_plot": section.files[0]}
+    return rows
 
+
+def _tracking_text(pm, summary: dict) -> str:
+    """How the components were followed to k − 1 and k + 1, and how many overlaps hold."""
+    k = int(pm.k)
     tracking = pm.tracking
     neighbours = [int(n) for n in tracking.get("neighbours", [])]
+    if not neighbours:
+        return (
+            f"The sweep has neither k = {k - 1} nor k = {k + 1}: the components could not be "
+            "followed to a neighbouring k."
+        )
+    text = (
+        f"Each component was matched to the components of k = "
+        f"{' and '.join(map(str, neighbours))} by the cosine similarity of its pattern "
+        f"(stable: similarity ≥ {tracking.get('threshold', 0):.2g} at every neighbour). "
+        "A component that splits at k + 1 or merges at k − 1 is the sign of a k too high "
+        "or too low; a phase that is an overlap at k and still one at the neighbours is a "
+        "real overlap rather than an artefact of this k."
+    )
+    overlaps = summary.get("overlaps", [])
+    if overlaps:
+        held = [o for o in overlaps if o.get("holds_prev") or o.get("holds_next")]
+        text += f" {len(held)} of {len(overlaps)} overlap phases hold at a neighbouring k."
+    return text
+
+
+def _tracking_rows(k: int, summary: dict) -> list[dict]:
+    """One row per component: background, similarity at each neighbour, splits and merges."""
     rows = []
     for row in summary.get("components", []):
         splits = row.get("splits_at_next")
@@ -929,30 +1034,12 @@ def phase_section(report: Report, pm) -> None:
                 else f"with C{int(merges[0])} into C{int(merges[1])}",
             }
         )
-    overlaps = summary.get("overlaps", [])
-    held = [o for o in overlaps if o.get("holds_prev") or o.get("holds_next")]
-    if neighbours:
-        track_text = (
-            f"Each component was matched to the components of k = "
-            f"{' and '.join(map(str, neighbours))} by the cosine similarity of its pattern "
-            f"(stable: similarity ≥ {tracking.get('threshold', 0):.2g} at every neighbour). "
-            "A component that splits at k + 1 or merges at k − 1 is the sign of a k too high "
-            "or too low; a phase that is an overlap at k and still one at the neighbours is a "
-            "real overlap rather than an artefact of this k."
-        )
-        track_text += (
-            f" {len(held)} of {len(overlaps)} overlap phases hold at a neighbouring k."
-            if overlaps
-            else ""
-        )
-    else:
-        track_text = (
-            f"The sweep has neither k = {k - 1} nor k = {k + 1}: the components could not be "
-            "followed to a neighbouring k."
-        )
-    report.add_section("Component tracking", text=track_text, table=rows or None, level=3)
+    return rows
 
-    comparison = [
+
+def _comparison_rows(pm) -> list[dict]:
+    """One row per phase: the raw mean against the reconstructed mean."""
+    return [
         {
             "phase": row.get("label"),
             "components": " + ".join(f"C{int(m)}" for m in row.get("components", [])),
@@ -963,170 +1050,86 @@ def phase_section(report: Report, pm) -> None:
         }
         for row in pm.comparison
     ]
-    report.add_section(
-        "Raw vs reconstructed",
-        text=(
-            "The mean raw pattern of each phase against the mean reconstructed (NMF model) "
-            "pattern over the same probes: SSIM and cosine similarity near 1 and a high PSNR "
-            "mean that the components explain the phase; a poor match points to a missing "
-            "component or a wrong threshold."
-        ),
-        table=comparison or None,
-        level=3,
-    )
-    summary["figures"] = phase_files
-    report.summary["phase_maps"] = summary
 
 
 # -- data overview -------------------------------------------------------------------------------
-def plain_units(units) -> str:
-    """Units as plain Unicode text (for HTML and JSON), from HyperSpy's mathtext strings.
-
-    Examples
-    --------
-    >>> plain_units(r"$\\AA^{-1}$"), plain_units("nm^{-1}"), plain_units("1/nm")
-    ('Å⁻¹', 'nm⁻¹', '1/nm')
-    """
-    text = str(units).replace("$", "").replace("\\AA", "Å").replace("\\mathrm", "")
-    superscripts = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-    text = re.sub(r"\^\{([-0-9]+)\}", lambda m: m.group(1).translate(superscripts), text)
-    text = re.sub(r"\^([-]?[0-9])", lambda m: m.group(1).translate(superscripts), text)
-    return text.replace("{", "").replace("}", "").replace("\\", "").strip()
-
-
-def _axis_label(axis) -> str:
-    units = getattr(axis, "units", None)
-    name = axis.name if isinstance(axis.name, str) and axis.name != "<undefined>" else ""
-    if units and units != "<undefined>":
-        return f"{name} ({units})".strip()
-    return name or "pixels"
-
-
-def _extent(x_axis, y_axis) -> list[float]:
-    """imshow extent (origin upper) from two HyperSpy axes, pixel edges included."""
-
-    def edges(axis):
-        values = np.asarray(axis.axis, dtype=float)
-        step = (values[-1] - values[0]) / (len(values) - 1) if len(values) > 1 else 1.0
-        return values[0] - step / 2, values[-1] + step / 2
-
-    x0, x1 = edges(x_axis)
-    y0, y1 = edges(y_axis)
-    return [x0, x1, y1, y0]
-
-
-def _aspect(x_axis, y_axis) -> str:
-    same = getattr(x_axis, "units", None) == getattr(y_axis, "units", None)
-    return "equal" if same else "auto"
-
-
-def _pixel_to_value(axis, index: float) -> float:
-    values = np.asarray(axis.axis, dtype=float)
-    return float(np.interp(index, np.arange(len(values)), values, left=None, right=None))
-
-
-def find_virtual_detectors(mean_pattern: np.ndarray, signal_mask=None) -> dict:
-    """Direct-beam centre and radii for virtual bright-field and annular dark-field images.
-
-    The centre and radius come from the signal mask when one is given (its centroid and
-    equivalent radius), else from the mean pattern: the maximum after a Gaussian blur, and the
-    radius where the azimuthal mean falls to 10 % of the way from the median to the peak.
-    The annulus runs from 1.5 × the beam radius + 1 pixel to the nearest detector edge.
-
-    Parameters
-    ----------
-    mean_pattern : numpy.ndarray
-        (n_ky, n_kx) mean diffraction pattern.
-    signal_mask : numpy.ndarray, optional
-        Boolean, True = excluded (typically a direct-beam disc).
-
-    Returns
-    -------
-    dict
-        ``centre`` (row, column) and ``bf_radius``, ``adf_inner``, ``adf_outer``, in pixels.
-
-    Examples
-    --------
-    >>> yy, xx = np.indices((32, 32))
-    >>> pattern = 1.0 + 100.0 * ((yy - 14) ** 2 + (xx - 17) ** 2 <= 9)
-    >>> d = find_virtual_detectors(pattern)
-    >>> d["centre"], round(d["bf_radius"], 1)
-    ((14.0, 17.0), 3.0)
-    """
-    from scipy import ndimage
-
-    pattern = np.nan_to_num(np.asarray(mean_pattern, dtype=float))
-    shape = pattern.shape
-    if signal_mask is not None and np.any(signal_mask):
-        mask = np.asarray(signal_mask, dtype=bool)
-        cy, cx = ndimage.center_of_mass(mask)
-        radius = math.sqrt(mask.sum() / math.pi)
-    else:
-        blurred = ndimage.gaussian_filter(pattern, sigma=max(1.0, min(shape) / 64))
-        cy, cx = (float(i) for i in np.unravel_index(np.argmax(blurred), shape))
-        yy, xx = np.indices(shape)
-        r = np.hypot(yy - cy, xx - cx).round().astype(int)
-        profile = np.bincount(r.ravel(), pattern.ravel()) / np.maximum(np.bincount(r.ravel()), 1)
-        floor = float(np.median(pattern))
-        level = floor + 0.1 * (profile[0] - floor)
-        below = np.flatnonzero(profile < level)
-        radius = float(below[0] - 1) if below.size else 2.0
-        radius = max(radius, 1.0)
-    edge = min(cy, cx, shape[0] - 1 - cy, shape[1] - 1 - cx)
-    inner = 1.5 * radius + 1
-    outer = max(edge, inner + 1)
-    return {
-        "centre": (float(cy), float(cx)),
-        "bf_radius": float(radius),
-        "adf_inner": float(inner),
-        "adf_outer": float(outer),
-    }
-
-
 def _data_section(report: Report, signal, sweep) -> dict:
-    import hyperspy.api as hs
-
+    """The "Data" section: the mean pattern with the virtual detectors and their images, and
+    the calibrations.  Returns the ``data`` entry of the summary."""
     am = signal.axes_manager
     if am.navigation_dimension != 2 or am.signal_dimension != 2:
         raise ValueError(
             "the report needs a 2-D scan of 2-D patterns; got navigation shape "
             f"{am.navigation_shape} and signal shape {am.signal_shape}"
         )
-    lazy = bool(signal._lazy)
     mean = signal.mean(axis=am.navigation_axes)
     if mean._lazy:
         mean.compute(show_progressbar=False)
     mean_data = np.asarray(mean.data, dtype=float)
-    detectors = find_virtual_detectors(mean_data, sweep.signal_mask)
-
     kx, ky = am.signal_axes
-    cy, cx = detectors["centre"]
-    scale = abs(float(np.mean(np.diff(kx.axis)))) if kx.size > 1 else 1.0
-    centre = (_pixel_to_value(kx, cx), _pixel_to_value(ky, cy))
-    rois = [
-        hs.roi.CircleROI(*centre, detectors["bf_radius"] * scale),
-        hs.roi.CircleROI(
-            *centre, detectors["adf_outer"] * scale, r_inner=detectors["adf_inner"] * scale
-        ),
-    ]
+    pixels = find_virtual_detectors(mean_data, sweep.signal_mask)
+    detectors = calibrate_detectors(pixels, kx, ky)
+    rois = _detector_rois(detectors)
     virtual = signal.get_virtual_image(rois)
     if virtual._lazy:
         virtual.compute(show_progressbar=False)
-    fig = _plot_data_overview(mean, virtual, rois, sweep.signal_mask)
+    report.add_section(
+        "Data",
+        text=_data_text(signal, mean_data),
+        figures=[
+            (
+                "overview",
+                "Mean pattern and virtual images.",
+                plot_data_overview(mean, virtual, rois, sweep.signal_mask),
+            )
+        ],
+        table=_axes_rows(am),
+    )
+    units = plain_units(kx.units) if kx.units and kx.units != "<undefined>" else "pixels"
+    return _data_summary(signal, mean_data) | {
+        "virtual_detectors": {
+            "centre_row_col_pixels": list(pixels["centre"]),
+            "centre_kx_ky": list(detectors["centre"]),
+            "bf_radius": detectors["bf_radius"],
+            "adf_inner": detectors["adf_inner"],
+            "adf_outer": detectors["adf_outer"],
+            "units": units,
+        },
+        "mean_counts_per_pattern": float(mean_data.sum()),
+    }
 
+
+def _detector_rois(detectors: dict) -> list:
+    """HyperSpy ROIs of the calibrated bright-field disc and annular dark-field ring."""
+    import hyperspy.api as hs
+
+    centre = detectors["centre"]
+    return [
+        hs.roi.CircleROI(*centre, detectors["bf_radius"]),
+        hs.roi.CircleROI(*centre, detectors["adf_outer"], r_inner=detectors["adf_inner"]),
+    ]
+
+
+def _data_text(signal, mean_data: np.ndarray) -> tuple[str, str]:
+    """What the scan is, and what the overview figure shows."""
+    am = signal.axes_manager
     nav_shape = tuple(int(n) for n in am.navigation_shape)
     sig_shape = tuple(int(n) for n in am.signal_shape)
-    text = (
+    memory = "lazy: read from disk chunk by chunk" if signal._lazy else "in memory"
+    return (
         f"{signal.metadata.General.title or 'Untitled signal'}: a scan of "
         f"{nav_shape[0]} × {nav_shape[1]} probe positions, each a "
         f"{sig_shape[0]} × {sig_shape[1]} pixel diffraction pattern "
-        f"({signal.data.dtype}, {'lazy: read from disk chunk by chunk' if lazy else 'in memory'}"
-        f"). Mean counts per pattern: {mean_data.sum():.4g}.",
+        f"({signal.data.dtype}, {memory}). Mean counts per pattern: {mean_data.sum():.4g}.",
         "Left: the mean diffraction pattern (logarithmic intensity) with the virtual detectors "
         "drawn: the bright-field disc (cyan) and the annular dark-field ring (white, dashed). "
         "Middle and right: the virtual images they give.",
     )
-    axes_rows = [
+
+
+def _axes_rows(am) -> list[dict]:
+    """One row per axis of the scan and the detector: role, size and calibration."""
+    return [
         {
             "axis": a.name if a.name not in (None, "<undefined>") else f"axis {i}",
             "role": "scan" if a.navigate else "detector",
@@ -1137,206 +1140,154 @@ def _data_section(report: Report, signal, sweep) -> dict:
         }
         for i, a in enumerate(am.navigation_axes + am.signal_axes)
     ]
-    report.add_section(
-        "Data",
-        text=text,
-        figures=[("overview", "Mean pattern and virtual images.", fig)],
-        table=axes_rows,
-    )
-    units = plain_units(kx.units) if kx.units and kx.units != "<undefined>" else "pixels"
+
+
+def _data_summary(signal, mean_data: np.ndarray) -> dict:
+    am = signal.axes_manager
     return {
         "title": str(signal.metadata.General.title),
         "shape": [int(n) for n in signal.data.shape],
-        "navigation_shape": list(nav_shape),
-        "signal_shape": list(sig_shape),
-        "lazy": lazy,
+        "navigation_shape": [int(n) for n in am.navigation_shape],
+        "signal_shape": [int(n) for n in am.signal_shape],
+        "lazy": bool(signal._lazy),
         "dtype": str(signal.data.dtype),
         "axes": [
             {key: value for key, value in a.get_axis_dictionary().items() if key != "_type"}
             for a in am.navigation_axes + am.signal_axes
         ],
-        "virtual_detectors": {
-            "centre_row_col_pixels": list(detectors["centre"]),
-            "centre_kx_ky": list(centre),
-            "bf_radius": detectors["bf_radius"] * scale,
-            "adf_inner": detectors["adf_inner"] * scale,
-            "adf_outer": detectors["adf_outer"] * scale,
-            "units": units,
-        },
-        "mean_counts_per_pattern": float(mean_data.sum()),
     }
 
 
-def _log_norm(data: np.ndarray, dynamic_range: float = 1e3):
-    from matplotlib.colors import LogNorm
+# -- the ground truth of a simulation ------------------------------------------------------------
+def truth_section(report: Report, scan, *, decision=None, pm=None) -> None:
+    """Add a simulation's ground truth: true k, the true patterns, their weights and labels.
 
-    finite = data[np.isfinite(data)]
-    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    positive = finite[finite > 0]
-    vmin = vmax / dynamic_range
-    if positive.size:
-        vmin = max(vmin, float(positive.min()))
-    return LogNorm(vmin=min(vmin, vmax * 0.999), vmax=vmax, clip=True)
-
-
-def _cmap(name: str):
-    import matplotlib
-
-    cmap = matplotlib.colormaps[name]
-    return cmap.with_extremes(bad=cmap(0.0))
-
-
-def _plot_data_overview(mean, virtual, rois, signal_mask):
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle
-
-    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.7), layout="constrained")
-    kx, ky = mean.axes_manager.signal_axes
-    data = np.asarray(mean.data, dtype=float)
-    im = axes[0].imshow(
-        data,
-        extent=_extent(kx, ky),
-        norm=_log_norm(data, 1e4),
-        cmap=_cmap("inferno"),
-        aspect=_aspect(kx, ky),
-        interpolation="nearest",
-    )
-    fig.colorbar(im, ax=axes[0], label="mean counts per pixel", shrink=0.85)
-    bf, adf = rois
-    axes[0].add_patch(Circle((bf.cx, bf.cy), bf.r, fill=False, color="cyan", lw=1.2))
-    for r in (adf.r_inner, adf.r):
-        axes[0].add_patch(Circle((adf.cx, adf.cy), r, fill=False, color="white", lw=1.0, ls="--"))
-    if signal_mask is not None and np.any(signal_mask):
-        yy = np.asarray(ky.axis, dtype=float)
-        xx = np.asarray(kx.axis, dtype=float)
-        axes[0].contour(xx, yy, np.asarray(signal_mask, float), levels=[0.5], colors="lime")
-    axes[0].set_title("mean diffraction pattern (log)")
-    axes[0].set_xlabel(_axis_label(kx))
-    axes[0].set_ylabel(_axis_label(ky))
-
-    x_axis, y_axis = virtual.axes_manager.signal_axes
-    for ax, image, title in zip(
-        axes[1:], virtual.data, ("virtual bright field", "virtual annular dark field")
-    ):
-        im = ax.imshow(
-            np.asarray(image, dtype=float),
-            extent=_extent(x_axis, y_axis),
-            cmap="gray",
-            aspect=_aspect(x_axis, y_axis),
-            interpolation="nearest",
-        )
-        fig.colorbar(im, ax=ax, label="counts", shrink=0.85)
-        ax.set_title(title)
-        ax.set_xlabel(_axis_label(x_axis))
-        ax.set_ylabel(_axis_label(y_axis))
-    return fig
-
-
-# -- components ----------------------------------------------------------------------------------
-def plot_components(
-    factors,
-    loadings,
-    *,
-    scaling: str = "log",
-    max_columns: int = 4,
-    title: str | None = None,
-    labels: Sequence[str] | None = None,
-    dynamic_range: float = 1e3,
-):
-    """Diffraction-pattern factors above their loading maps, one column per component.
+    Section added: "Ground truth of the simulation", with the true sources above their
+    weights (as the components of a fit are drawn), the map of the true labels and a table of
+    the simulated crystals.  With the decision and the phase maps: the decided k against the
+    true k, and the adjusted Rand index (ARI) of the phase labels against the true labels.
 
     Parameters
     ----------
-    factors : hyperspy.signal.BaseSignal
-        (k | n_ky, n_kx): one pattern per navigation index, calibrated signal axes.
-    loadings : hyperspy.signal.BaseSignal
-        (k | n_x, n_y): one map per navigation index, calibrated scan axes.
-    scaling : {"log", "sqrt", "linear"}
-        Intensity scale of the patterns; "log" spans ``dynamic_range`` below each maximum.
-    max_columns : int
-        Components per row; more components wrap into further pairs of rows.
-    title : str, optional
-        Figure title.
-    labels : sequence of str, optional
-        One title per component; default "#i (share of the total intensity)".
-    dynamic_range : float
-        Ratio of the brightest to the faintest intensity shown with ``scaling="log"``.
+    report : Report
+        The report to extend.
+    scan : SimulatedScan
+        The result of :func:`hyperspy_nmfdecide.data.simulated_scan`.
+    decision : KDecision, optional
+        The decision of k on the scan.
+    pm : PhaseMaps, optional
+        The phase maps of the scan.
 
-    Returns
-    -------
-    matplotlib.figure.Figure
+    Notes
+    -----
+    ``report.summary["ground_truth"]`` gets the true k, the names of the sources, the label
+    sets and the simulation's parameters; with ``decision`` ``decided_k`` and
+    ``decided_k_correct``, with ``pm`` ``phase_map_ari``.
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.data import simulated_scan
+    >>> scan = simulated_scan(nav_shape=(8, 8), pattern_size=32, random_state=0)
+    >>> report = Report("report_dir", "Truth")
+    >>> truth_section(report, scan)
+    >>> report.summary["ground_truth"]["true_k"], report.sections[-1].files
+    (4, ['ground-truth-of-the-simulation-sources.png', 'ground-truth-of-the-simulation-labels.png'])
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import Normalize, PowerNorm
-
-    if scaling not in ("log", "sqrt", "linear"):
-        raise ValueError(f"scaling must be 'log', 'sqrt' or 'linear', got {scaling!r}")
-    patterns = np.asarray(factors.data, dtype=float)
-    maps = np.asarray(loadings.data, dtype=float)
-    if patterns.ndim == 2:
-        patterns, maps = patterns[np.newaxis], maps[np.newaxis]
-    k = patterns.shape[0]
-    if maps.shape[0] != k:
-        raise ValueError(f"{k} factors but {maps.shape[0]} loading maps")
-    if labels is None:
-        totals = maps.reshape(k, -1).sum(axis=1)
-        share = totals / totals.sum() if totals.sum() > 0 else np.zeros(k)
-        labels = [f"#{i + 1} ({s:.0%})" for i, s in enumerate(share)]
-    ncols = max(1, min(k, max_columns))
-    nblocks = math.ceil(k / ncols)
-    width = 2.9 * ncols + 0.4
-    fig, axes = plt.subplots(
-        2 * nblocks,
-        ncols,
-        figsize=(width, 2.45 * 2 * nblocks + (0.4 if title else 0.0)),
-        layout="constrained",
-        squeeze=False,
+    names = list(scan.source_names)
+    comparison, extra = _truth_comparison(scan, decision, pm)
+    params = scan.params
+    settings = ", ".join(
+        f"{key} {params[key]}"
+        for key in ("layout", "dose", "background", "direct_beam", "beam_offset", "spot_sigma")
+        if key in params
     )
-    kx, ky = factors.axes_manager.signal_axes
-    sx, sy = loadings.axes_manager.signal_axes
-    cmap_patterns = _cmap("inferno")
-    for i in range(nblocks * ncols):
-        block, col = divmod(i, ncols)
-        top, bottom = axes[2 * block, col], axes[2 * block + 1, col]
-        if i >= k:
-            top.set_axis_off()
-            bottom.set_axis_off()
-            continue
-        pattern = patterns[i]
-        if scaling == "log":
-            norm = _log_norm(pattern, dynamic_range)
-        else:
-            vmax = float(np.nanmax(pattern)) or 1.0
-            norm = PowerNorm(0.5, 0, vmax) if scaling == "sqrt" else Normalize(0, vmax)
-        top.imshow(
-            pattern,
-            extent=_extent(kx, ky),
-            norm=norm,
-            cmap=cmap_patterns,
-            aspect=_aspect(kx, ky),
-            interpolation="nearest",
+    report.add_section(
+        "Ground truth of the simulation",
+        text=(
+            f"The scan was simulated from {len(names)} non-negative sources "
+            f"({', '.join(names)}), so the true number of components is k = {scan.true_k}: a "
+            "good sweep shows the elbow of the MSE there, and factors that match these "
+            "patterns. The background source holds the direct beam and the diffuse scattering "
+            "shared by every probe.",
+            *comparison,
+            f"Simulation settings: {settings}; all of them are in summary.json.",
+        ),
+        figures=_truth_figures(scan),
+        table=_crystal_rows(params) or None,
+    )
+    report.summary["ground_truth"] = {
+        "true_k": int(scan.true_k),
+        **extra,
+        "source_names": names,
+        "label_sets": {str(k): list(v) for k, v in scan.label_sets.items()},
+        "params": params,
+    }
+
+
+def _truth_figures(scan) -> list[tuple]:
+    """The true sources with their weights, and the map of the true labels."""
+    am = scan.signal.axes_manager
+    sources = plot_true_sources(
+        scan.sources,
+        scan.weights,
+        scan.source_names,
+        pattern_axes=am.signal_axes,
+        scan_axes=am.navigation_axes,
+        true_k=scan.true_k,
+    )
+    labels = plot_true_labels(scan.labels, scan.label_sets, scan.source_names, *am.navigation_axes)
+    return [
+        (
+            "sources",
+            "The true source patterns (log intensity) and the counts each contributes to every "
+            "probe (the ideal factors and loadings).",
+            sources,
+        ),
+        ("labels", "Which crystals are present at each probe (c1 = crystal 1, ...).", labels),
+    ]
+
+
+def _truth_comparison(scan, decision, pm) -> tuple[list[str], dict]:
+    """Paragraphs and summary entries comparing the decided k and the phase labels with the
+    truth (the labels by their adjusted Rand index)."""
+    comparison: list[str] = []
+    extra: dict = {}
+    if decision is not None:
+        right = int(decision.k) == int(scan.true_k)
+        comparison.append(
+            f"Decided k = {decision.k} ({decision.method}) against the true k = {scan.true_k}: "
+            f"{'right' if right else 'wrong'}."
         )
-        top.set_title(labels[i], fontsize=10)
-        im = bottom.imshow(
-            maps[i],
-            extent=_extent(sx, sy),
-            cmap="viridis",
-            vmin=0,
-            aspect=_aspect(sx, sy),
-            interpolation="nearest",
+        extra["decided_k"] = int(decision.k)
+        extra["decided_k_correct"] = right
+    if pm is not None:
+        from sklearn.metrics import adjusted_rand_score
+
+        truth = np.asarray(scan.labels).ravel()
+        ari = float(adjusted_rand_score(truth, np.asarray(pm.label_array).ravel()))
+        comparison.append(
+            f"Phase labels at k = {pm.k} against the true labels: adjusted Rand index (ARI) "
+            f"{ari:.3f} (1 = the same partition of the probes up to the names of the labels, "
+            "0 = no better than chance)."
         )
-        cbar = fig.colorbar(im, ax=bottom, shrink=0.8, pad=0.02)
-        cbar.ax.tick_params(labelsize=7)
-        for ax in (top, bottom):
-            ax.tick_params(labelsize=7)
-        if col == 0:
-            top.set_ylabel(_axis_label(ky), fontsize=8)
-            bottom.set_ylabel(_axis_label(sy), fontsize=8)
-        top.set_xlabel(_axis_label(kx), fontsize=8)
-        bottom.set_xlabel(_axis_label(sx), fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return fig
+        extra["phase_map_ari"] = ari
+    return comparison, extra
+
+
+def _crystal_rows(params: dict) -> list[dict]:
+    """One row per simulated crystal: phase, structure, zone axis and orientation."""
+    return [
+        {
+            "source": c.get("name"),
+            "phase": c.get("phase"),
+            "structure": c.get("structure"),
+            "zone axis": "[" + " ".join(str(i) for i in c.get("zone_axis", [])) + "]",
+            "in-plane rotation (°)": c.get("in_plane_deg"),
+            "tilt (°)": c.get("tilt_deg"),
+            "spots": c.get("n_spots"),
+        }
+        for c in params.get("crystals", [])
+    ]
 
 
 # -- environment ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The ``nmfdecide`` command and the HTML report (small, fast end-to-end runs)."""
+"""The ``nmfdecide`` command (small, fast end-to-end runs); the report's sections are in
+``test_report.py``."""
 
 import json
 import re
@@ -12,8 +13,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from hyperspy_nmfdecide.cli import _parse_k, _threshold, main  # noqa: E402
-from hyperspy_nmfdecide.report import Report, slugify, to_jsonable  # noqa: E402
+from hyperspy_nmfdecide.cli import _parse_k, _threshold, build_parser, main  # noqa: E402
 from hyperspy_nmfdecide.results import NMFSweep  # noqa: E402
 
 FAST = ["--restarts", "2", "--max-iter", "30", "--quiet"]
@@ -171,6 +171,38 @@ def test_analyze_bracket_warning_is_a_note(scan_file, tmp_path, capsys):
     assert "Note: The sweep&#x27;s k range (1..3) does not bracket" in html
 
 
+def test_k_range_warning_is_caught_by_its_class(capsys):
+    import warnings
+
+    from hyperspy_nmfdecide.cli import _decide_k
+    from hyperspy_nmfdecide.decide import KRangeWarning
+
+    class Scan:  # stands for the signal: only what _decide_k calls
+        def decide_k(self, sweep, **kwargs):
+            warnings.warn("any words at all", KRangeWarning)
+            warnings.warn("someone else's", UserWarning)
+            return "decision"
+
+    args = build_parser().parse_args(["demo", "--quiet"])
+    with pytest.warns(UserWarning, match="someone else's"):  # passed on, not swallowed
+        decision, note = _decide_k(Scan(), None, args)
+    assert (decision, note) == ("decision", "any words at all")
+    assert capsys.readouterr().err == "nmfdecide: warning: any words at all\n"
+
+
+def test_choices_are_the_librarys():
+    from hyperspy_nmfdecide.decide import METHODS
+    from hyperspy_nmfdecide.nmf.sweep import MODES, SOLVERS
+
+    parser = build_parser()
+    for method in METHODS:
+        assert parser.parse_args(["demo", "--method", method]).method == method
+    for solver in SOLVERS:
+        assert parser.parse_args(["demo", "--solver", solver]).solver == solver
+    for mode in MODES:
+        assert parser.parse_args(["demo", "--mode", mode]).mode == mode
+
+
 def test_analyze_beam_radius_masks_the_beam(scan_file, tmp_path):
     # --beam-radius: the former name of --beam-mask.
     out = tmp_path / "out"
@@ -237,7 +269,7 @@ def test_analyze_bad_binning_is_a_clean_error(scan_file, tmp_path, capsys):
 
 
 def test_noise_method_warns_after_scaling(capsys):
-    from hyperspy_nmfdecide.cli import _prepare, build_parser
+    from hyperspy_nmfdecide.cli import _prepare
 
     class Scan:  # stands for the signal: only what _prepare calls
         def prepare_for_nmf(self, **kwargs):
@@ -393,7 +425,7 @@ def test_bad_preprocessing_option_is_an_argparse_error(bad, option, capsys):
 
 
 def test_preprocessing_option_spellings():
-    from hyperspy_nmfdecide.cli import _prepare_kwargs, build_parser
+    from hyperspy_nmfdecide.cli import _prepare_kwargs
 
     args = build_parser().parse_args(
         [
@@ -433,43 +465,3 @@ def test_help_and_bad_choice(capsys):
     capsys.readouterr()
     assert main(["demo", "--k", "2:4", "--show-k", "5"]) == 2  # checked before any work
     assert "argument --show-k: [5] not among the fitted --k" in capsys.readouterr().err
-
-
-# -- the report builder --------------------------------------------------------------------------
-def test_report_escapes_and_tables(tmp_path):
-    import matplotlib.pyplot as plt
-
-    report = Report(tmp_path, "A <b>bold</b> & title")
-    fig, ax = plt.subplots()
-    ax.plot([0, 1])
-    report.add_section(
-        "<script>alert(1)</script>",
-        text="x < y & z\n\nsecond paragraph",
-        figures=[("a <figure>", fig)],
-        table={"name": ["<i>", "b"], "value": [1.5, np.nan]},
-    )
-    report.add_section("<script>alert(1)</script>", table=[{"a": 1}, {"b": True}], level=3)
-    report.summary["numbers"] = np.arange(3)
-    path = report.write()
-    html = path.read_text()
-    assert "<script>" not in html and "<b>bold" not in html and "<i>" not in html
-    assert "&lt;script&gt;" in html and "x &lt; y &amp; z" in html and "&lt;i&gt;" in html
-    assert html.count("<p>") >= 2 and html.count("<table>") == 2
-    assert not plt.fignum_exists(fig.number)  # closed after saving
-    assert (tmp_path / "script-alert-1-script-a-figure.png").is_file()
-    assert 'id="script-alert-1-script-2"' in html  # duplicate titles get unique anchors
-    parser = _check_html(tmp_path)
-    assert parser.sources == ["script-alert-1-script-a-figure.png"]
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["numbers"] == [0, 1, 2]
-    assert summary["report"]["sections"][0]["figures"] == parser.sources
-
-
-def test_report_rejects_ragged_table(tmp_path):
-    with pytest.raises(ValueError, match="different lengths"):
-        Report(tmp_path, "t").add_section("s", table={"a": [1, 2], "b": [1]})
-
-
-def test_helpers():
-    assert slugify("k = 3") == "k-3"
-    assert to_jsonable({"x": np.float64("inf")}) == {"x": None}
