@@ -648,3 +648,28 @@ def test_true_k_counts_the_phases_whatever_the_physics_does_to_the_rank(option, 
         singular = np.linalg.svd(s.noise_free().reshape(144, -1), compute_uv=False)
     rank = int(np.sum(singular > 1e-8 * singular[0]))
     assert rank > s.true_k if rank_rises else rank == s.true_k
+
+
+def test_the_first_bad_argument_in_signature_order_is_the_one_reported():
+    bad = {"n_crystals": 0, "dose": -1.0, "chunks": 0, "descan": -1.0}
+    with pytest.raises(ValueError, match="n_crystals"):
+        simulated_scan((4, 4), 32, **bad)
+    with pytest.raises(ValueError, match="dose"):
+        simulated_scan((4, 4), 32, **{**bad, "n_crystals": 1})
+    with pytest.raises(ValueError, match="chunks"):
+        simulated_scan((4, 4), 32, **{**bad, "n_crystals": 1, "dose": 1.0})
+
+
+def test_the_simulator_package_keeps_its_import_paths_and_declares_its_modules():
+    """One module a concept; every name other code imports stays at ``hyperspy_nmfdecide.data``."""
+    import importlib
+    import pkgutil
+
+    import hyperspy_nmfdecide.data as data
+
+    kept = [*data.__all__, "BEAM_ENERGY", "MIN_PATTERN_SIZE", "MIN_K_MAX", "_render_spots"]
+    assert all(hasattr(data, name) for name in kept)
+    assert data.simulated_scan.__module__ == "hyperspy_nmfdecide.data.scan"
+    for info in pkgutil.iter_modules(data.__path__):
+        module = importlib.import_module(f"{data.__name__}.{info.name}")
+        assert all(hasattr(module, name) for name in module.__all__), info.name
