@@ -1,22 +1,27 @@
 """The k sweep of Uesugi et al. (2021): many random restarts per k, all advanced together.
 
 Runs are grouped into batches whose stacked factor matrix fits a memory budget; within a batch
-every pass over X serves every restart of every k (see ``engine.py``).  Per run seeds come from
-``np.random.SeedSequence(entropy, spawn_key=(k, restart))``: a run depends only on the seed, k
-and its restart index, never on the batch it ran in or on the rest of the k range.
+every pass over X serves every restart of every k (see ``engine.py``).  Every run starts from a
+seed of its own (:mod:`.starts`): a run depends only on the seed, k and its restart index, never
+on the batch it ran in or on the rest of the k range.
+
+:func:`run_sweep` is the entry point; :class:`SweepParameters` holds its checked parameters and
+``_Sweep`` runs the stages one after another: SVD and starts, the batches of runs, in fast mode
+the exact evaluation and polish, the refinement of the kept runs, the collected result.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .checkpoint import SweepCheckpoint, data_fingerprint
-from .chunks import DTYPE, MatrixStats
+from .chunks import DTYPE, DataOperator, FitOperator, MatrixStats
 from .dispatch import make_operator
 from .engine import Run, direct_mse, evaluate_mse, fit_runs
 from .operators import LowRankOperator
@@ -24,7 +29,14 @@ from .starts import nndsvd_start, random_start, resolve_entropy
 from .svd import TruncatedSVD, truncated_svd
 from .updates import SOLVERS
 
-_logger = logging.getLogger(__name__)
+__all__ = [
+    "DEFAULT_BATCH_BYTES",
+    "MODES",
+    "PLAIN_PASSES",
+    "SweepArrays",
+    "SweepParameters",
+    "run_sweep",
+]
 
 MODES = ("exact", "fast")
 
@@ -36,6 +48,9 @@ DEFAULT_BATCH_BYTES = 2 * 2**30
 #: benchmark's scan settled in minima 0.03 % higher (best of 20 at tol 1e-5: 0.225413 against
 #: 0.225347 with these plain passes first).
 PLAIN_PASSES = 10
+
+#: Passes over X of the truncated SVD (``2 + 2 * n_power_iter``) and of its last product.
+_SVD_PASSES = 2 + 2 * 3 + 1
 
 
 @dataclass
@@ -73,6 +88,126 @@ class SweepArrays:
         return np.minimum(self.loss.min(axis=1), self.nndsvd_loss)
 
 
+@dataclass(frozen=True)
+class SweepParameters:
+    """How the runs of a sweep are fitted: the checked parameters of :func:`run_sweep`.
+
+    Attributes
+    ----------
+    k_values
+        Ranks to fit, each ≥ 1 (given in any order, with repeats; kept sorted and unique).
+    n_restarts
+        Random starts per k (plus one NNDSVD start per k, reported separately).
+    solver
+        ``"hals"``, ``"mu"`` or ``"als"``.
+    mode
+        ``"exact"``: every iteration on X.  ``"fast"``: iterate on a randomised rank
+        (k_max + 25) compression of X, then evaluate every run exactly and polish the best
+        ``polish_runs`` per k (and the NNDSVD run) on X for up to ``polish_iter`` passes.
+    max_iter, tol
+        Passes per run, and the relative MSE decrease below which a run stops.
+    batch_bytes
+        Memory for the stacked loadings and factors of one batch of runs.
+    polish_runs, polish_iter
+        Fast mode: runs per k polished on X, and their passes.
+    inner_sweeps
+        HALS only: sweeps over the components per factor update, all from the products of one
+        pass over X (accelerated HALS, Gillis & Glineur 2012; 1 = plain HALS).  A sweep costs
+        about k / p of a pass, so ten of them cost a few per cent of it and a run needs about
+        half the passes (benchmarks/speed.py).  The first ``PLAIN_PASSES`` passes of each run
+        use one sweep.
+    refine_runs, refine_tol
+        The ``refine_runs`` lowest-MSE runs of each k (None: 3 in exact mode, 0 in fast mode,
+        whose polish already ends on X), once every run has stopped, go on from where they
+        stopped until their relative decrease falls below ``refine_tol`` (None: ``tol / 100``)
+        or they have had ``max_iter`` passes in all; the lowest is kept.  All k advance
+        together, in passes of 3 × Σk columns (about 20 % of the time of the sweep of
+        benchmarks/speed.py).  Without it the kept run stopped at the first flat pass and
+        scikit-learn's coordinate descent, whose rule is far stricter, reached a lower MSE;
+        three runs because the lowest when all stopped at ``tol`` is often not the one that
+        ends lowest (their final MSEs differ by ~0.01 %).
+
+    Examples
+    --------
+    >>> params = SweepParameters(k_values=[3, 1, 3], n_restarts=5)
+    >>> params.k_values, params.refine_runs, params.refine_stop
+    ((1, 3), 3, 1e-06)
+    >>> SweepParameters(k_values=[2], n_restarts=1, solver="pca")
+    Traceback (most recent call last):
+    ...
+    ValueError: solver must be one of ('hals', 'mu', 'als'), got 'pca'
+    """
+
+    k_values: tuple[int, ...]
+    n_restarts: int = 20
+    solver: str = "hals"
+    mode: str = "exact"
+    max_iter: int = 200
+    tol: float = 1e-4
+    batch_bytes: int = DEFAULT_BATCH_BYTES
+    polish_runs: int = 3
+    polish_iter: int = 50
+    inner_sweeps: int = 10
+    refine_runs: int | None = None
+    refine_tol: float | None = None
+
+    def __post_init__(self) -> None:
+        # Frozen: the normalised values are set once, here, past the dataclass's guard.
+        object.__setattr__(self, "k_values", tuple(_check_k(self.k_values)))
+        _check_count(self.n_restarts, "n_restarts")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        _check_count(self.max_iter, "max_iter")
+        if not self.tol >= 0:
+            raise ValueError(f"tol must be ≥ 0, got {self.tol!r}")
+        _check_count(self.inner_sweeps, "inner_sweeps")
+        if self.refine_runs is None:
+            object.__setattr__(self, "refine_runs", 3 if self.mode == "exact" else 0)
+
+    @property
+    def refine_stop(self) -> float:
+        """The relative decrease below which a refined run stops."""
+        return self.tol / 100 if self.refine_tol is None else self.refine_tol
+
+    def check_rank(self, shape: tuple[int, int]) -> None:
+        """Refuse a k above what the kept (n, p) matrix allows."""
+        n, p = shape
+        if self.k_values[-1] > min(n, p):
+            raise ValueError(
+                f"k_range goes up to {self.k_values[-1]}, but the data matrix after masking is "
+                f"{n} × {p}: k can be at most {min(n, p)}"
+            )
+
+    def manifest(self, operator: DataOperator, negative_values: str, entropy: int | None) -> dict:
+        """What a checkpoint of this sweep records (and a resumed sweep must match)."""
+        return {
+            "k_values": list(self.k_values),
+            "n_restarts": int(self.n_restarts),
+            "solver": self.solver,
+            "mode": self.mode,
+            "max_iter": int(self.max_iter),
+            "tol": float(self.tol),
+            "negative_values": negative_values,
+            "chunk_rows": int(operator.chunk_rows),
+            "batch_bytes": int(self.batch_bytes),
+            "polish": [int(self.polish_runs), int(self.polish_iter)],
+            "inner_sweeps": int(self.inner_sweeps),
+            "refine": [
+                int(self.refine_runs),
+                None if self.refine_tol is None else float(self.refine_tol),
+            ],
+            "entropy": entropy,
+            "data": data_fingerprint(operator.stats, operator.row_keep, operator.col_keep),
+        }
+
+
+def _check_count(value: Any, name: str) -> None:
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}")
+
+
 def run_sweep(
     data,
     k_values: Sequence[int],
@@ -104,18 +239,12 @@ def run_sweep(
     data
         numpy or dask array, or scipy sparse matrix (n_probe, n_pixel), non-negative.  A
         sparse matrix (e.g. ePattern's redrawn spots) makes every pass cost O(non-zeros).
-    k_values
-        Ranks to fit, each ≥ 1 and ≤ min(n_probe, n_pixel) after masking.
-    n_restarts
-        Random starts per k (plus one NNDSVD start per k, reported separately).
-    solver
-        ``"hals"``, ``"mu"`` or ``"als"``.
-    mode
-        ``"exact"``: every iteration on X.  ``"fast"``: iterate on a randomised rank
-        (k_max + 25) compression of X, then evaluate every run exactly and polish the best
-        ``polish_runs`` per k (and the NNDSVD run) on X for up to ``polish_iter`` passes.
-    max_iter, tol
-        Passes per run, and the relative MSE decrease below which a run stops.
+    k_values, n_restarts, solver, mode, max_iter, tol
+        How the runs are fitted (see :class:`SweepParameters`, where every parameter of the
+        fit is described).  Each k must be at most min(n_probe, n_pixel) after masking.
+    batch_bytes, polish_runs, polish_iter, inner_sweeps, refine_runs, refine_tol
+        Memory per batch, fast mode's polish, accelerated HALS, refinement of the kept runs:
+        see :class:`SweepParameters`.
     row_mask, col_mask
         Boolean, ``True`` = excluded probe / pixel.
     random_state
@@ -124,24 +253,6 @@ def run_sweep(
         ``"raise"`` or ``"clip"``.
     chunk_rows
         Rows of X per chunk of a pass (default: ~32 MiB, or the dask chunks).
-    batch_bytes
-        Memory for the stacked loadings and factors of one batch of runs.
-    inner_sweeps
-        HALS only: sweeps over the components per factor update, all from the products of one
-        pass over X (accelerated HALS, Gillis & Glineur 2012; 1 = plain HALS).  A sweep costs
-        about k / p of a pass, so ten of them cost a few per cent of it and a run needs about
-        half the passes (benchmarks/speed.py).  The first ``PLAIN_PASSES`` passes of each run
-        use one sweep.
-    refine_runs, refine_tol
-        The ``refine_runs`` lowest-MSE runs of each k (default 3 in exact mode, 0 in fast mode,
-        whose polish already ends on X), once every run has stopped, go on from where they
-        stopped until their relative decrease falls below ``refine_tol`` (default
-        ``tol / 100``) or they have had ``max_iter`` passes in all; the lowest is kept.  All k
-        advance together, in passes of 3 × Σk columns (about 20 % of the time of the sweep of
-        benchmarks/speed.py).  Without it the kept run stopped at the first flat pass and
-        scikit-learn's coordinate descent, whose rule is far stricter, reached a lower MSE;
-        three runs because the lowest when all stopped at ``tol`` is often not the one that
-        ends lowest (their final MSEs differ by ~0.01 %).
     checkpoint
         Directory where every finished batch of runs (and stage) is stored as it completes,
         with a snapshot of the running batch every ``checkpoint_interval`` seconds.  Run the
@@ -166,23 +277,21 @@ def run_sweep(
     >>> bool(result.best_loss[1] < 1e-4 < result.best_loss[0])
     True
     """
-    k_values = _check_k(k_values)
-    if not isinstance(n_restarts, (int, np.integer)) or n_restarts < 1:
-        raise ValueError(f"n_restarts must be an integer ≥ 1, got {n_restarts!r}")
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer ≥ 1, got {max_iter!r}")
-    if not tol >= 0:
-        raise ValueError(f"tol must be ≥ 0, got {tol!r}")
-    if not isinstance(inner_sweeps, (int, np.integer)) or inner_sweeps < 1:
-        raise ValueError(f"inner_sweeps must be an integer ≥ 1, got {inner_sweeps!r}")
+    params = SweepParameters(
+        k_values=k_values,
+        n_restarts=n_restarts,
+        solver=solver,
+        mode=mode,
+        max_iter=max_iter,
+        tol=tol,
+        batch_bytes=batch_bytes,
+        polish_runs=polish_runs,
+        polish_iter=polish_iter,
+        inner_sweeps=inner_sweeps,
+        refine_runs=refine_runs,
+        refine_tol=refine_tol,
+    )
     entropy = resolve_entropy(random_state)
-    if refine_runs is None:
-        refine_runs = 3 if mode == "exact" else 0
-
     operator = make_operator(
         data,
         row_mask=row_mask,
@@ -190,113 +299,158 @@ def run_sweep(
         negative_values=negative_values,
         chunk_rows=chunk_rows,
     )
-    n, p = operator.shape
-    if k_values[-1] > min(n, p):
-        raise ValueError(
-            f"k_range goes up to {k_values[-1]}, but the data matrix after masking is {n} × {p}: "
-            f"k can be at most {min(n, p)}"
-        )
+    params.check_rank(operator.shape)
     stages = _Stages(None)
     if checkpoint is not None:
-        manifest = {
-            "k_values": k_values,
-            "n_restarts": int(n_restarts),
-            "solver": solver,
-            "mode": mode,
-            "max_iter": int(max_iter),
-            "tol": float(tol),
-            "negative_values": negative_values,
-            "chunk_rows": int(operator.chunk_rows),
-            "batch_bytes": int(batch_bytes),
-            "polish": [int(polish_runs), int(polish_iter)],
-            "inner_sweeps": int(inner_sweeps),
-            "refine": [int(refine_runs), None if refine_tol is None else float(refine_tol)],
-            "entropy": None if random_state is None else entropy,
-            "data": data_fingerprint(operator.stats, operator.row_keep, operator.col_keep),
-        }
+        manifest = params.manifest(
+            operator, negative_values, None if random_state is None else entropy
+        )
         store = SweepCheckpoint(
             checkpoint, manifest, interval=checkpoint_interval, new_entropy=entropy
         )
         entropy, stages = int(store.manifest["entropy"]), _Stages(store)
-    rms = float(np.sqrt(operator.stats.squared_norm / (float(n) * float(p))))
-    progress = _Progress(on_pass)
+    return _Sweep(params, operator, entropy, stages, _Progress(on_pass)).run()
 
-    svd_rank = k_values[-1] + (25 if mode == "fast" else 0)
-    svd = truncated_svd(operator, svd_rank, random_state=entropy % 2**32)
-    progress.passes(2 + 2 * 3 + 1)
-    pca = np.array(
-        [svd.pca_mse(operator.stats.squared_norm, operator.stats.n_elements, k) for k in k_values]
-    )
 
-    runs: dict[tuple[int, int], Run] = {}
-    for k in k_values:
-        for r in range(n_restarts):
-            runs[k, r] = random_start(entropy, k, r, (n, p), operator.stats.mean, solver)
-        runs[k, -1] = Run(*nndsvd_start(svd, k, fill=np.sqrt(rms / k) / 10))
+class _Sweep:
+    """One sweep under way: its runs, and the stages that advance them in order."""
 
-    def fit_in_stages(prefix: str, keys: list, fit_operator, stage_tol: float, budgeted: bool):
+    def __init__(
+        self,
+        params: SweepParameters,
+        operator: DataOperator,
+        entropy: int,
+        stages: _Stages,
+        progress: _Progress,
+    ) -> None:
+        self.params = params
+        self.operator = operator
+        self.entropy = entropy
+        self.stages = stages
+        self.progress = progress
+        self.runs: dict[tuple[int, int], Run] = {}
+
+    def run(self) -> SweepArrays:
+        """Every stage, then the result."""
+        params, operator = self.params, self.operator
+        svd, pca = self._svd()
+        self._start_runs(svd)
+        fit_operator = operator if params.mode == "exact" else _compressed(svd, operator.stats)
+        self._fit_in_stages("batch", list(self.runs), fit_operator, params.tol, budgeted=False)
+        if params.mode == "fast":
+            self.stages.run("polish", self.runs, list(self.runs), self._evaluate_and_polish)
+        self._refine()
+        result = _collect(
+            operator, self.runs, params.k_values, params.n_restarts, pca, self.entropy
+        )
+        # The direct MSE of each kept run: one pass per k.
+        self.progress.passes(len(params.k_values))
+        return result
+
+    def _svd(self) -> tuple[TruncatedSVD, np.ndarray]:
+        """The truncated SVD the starts (and fast mode) need, and the PCA loss of each k."""
+        params, stats = self.params, self.operator.stats
+        svd_rank = params.k_values[-1] + (25 if params.mode == "fast" else 0)
+        svd = truncated_svd(self.operator, svd_rank, random_state=self.entropy % 2**32)
+        self.progress.passes(_SVD_PASSES)
+        pca = np.array(
+            [svd.pca_mse(stats.squared_norm, stats.n_elements, k) for k in params.k_values]
+        )
+        return svd, pca
+
+    def _start_runs(self, svd: TruncatedSVD) -> None:
+        """The random starts of every k, each k followed by its NNDSVD start (key ``(k, -1)``)."""
+        n, p = self.operator.shape
+        stats, params = self.operator.stats, self.params
+        rms = float(np.sqrt(stats.squared_norm / (float(n) * float(p))))
+        for k in params.k_values:
+            for r in range(params.n_restarts):
+                self.runs[k, r] = random_start(
+                    self.entropy, k, r, (n, p), stats.mean, params.solver
+                )
+            self.runs[k, -1] = Run(*nndsvd_start(svd, k, fill=np.sqrt(rms / k) / 10))
+
+    def _fit_in_stages(
+        self, prefix: str, keys: list, fit_operator: FitOperator, stage_tol: float, budgeted: bool
+    ) -> None:
         """Fit ``keys`` in memory-sized batches, each a checkpoint stage.
 
         A budgeted stage continues runs (within ``max_iter`` passes in all) past their plain
         passes; the first stage starts them.
         """
-        for i, batch in enumerate(_batches(keys, n, p, batch_bytes)):
-            budget = [max_iter - runs[key].n_iter for key in batch] if budgeted else None
-            stages.run(
-                f"{prefix}{i:04d}",
-                runs,
-                batch,
-                lambda **resuming: fit_runs(
-                    fit_operator,
-                    [runs[key] for key in batch],
-                    solver=solver,
-                    max_iter=max_iter,
-                    tol=stage_tol,
-                    passes_left=budget,
-                    on_iteration=lambda *_: progress.passes(1),
-                    inner_sweeps=inner_sweeps,
-                    plain_passes=0 if budgeted else PLAIN_PASSES,
-                    **resuming,
-                ),
+        n, p = self.operator.shape
+        max_iter = self.params.max_iter
+        for i, batch in enumerate(_batches(keys, n, p, self.params.batch_bytes)):
+            budget = [max_iter - self.runs[key].n_iter for key in batch] if budgeted else None
+            fit = functools.partial(self._fit_batch, fit_operator, batch, stage_tol, budget)
+            self.stages.run(f"{prefix}{i:04d}", self.runs, batch, fit)
+
+    def _fit_batch(
+        self,
+        fit_operator: FitOperator,
+        batch: list,
+        stage_tol: float,
+        budget: list[int] | None,
+        **resuming: Any,
+    ) -> None:
+        """One batch of runs advanced together: started (no ``budget``) or continued."""
+        params = self.params
+        fit_runs(
+            fit_operator,
+            [self.runs[key] for key in batch],
+            solver=params.solver,
+            max_iter=params.max_iter,
+            tol=stage_tol,
+            passes_left=budget,
+            on_iteration=self._on_iteration,
+            inner_sweeps=params.inner_sweeps,
+            plain_passes=0 if budget is not None else PLAIN_PASSES,
+            **resuming,
+        )
+
+    def _on_iteration(self, *_: Any) -> None:
+        self.progress.passes(1)
+
+    def _evaluate_and_polish(self, **_: Any) -> None:
+        """Exact MSE of every run (one pass), then a short exact fit of the best per k."""
+        params, operator, runs = self.params, self.operator, self.runs
+        n, p = operator.shape
+        keys = list(runs)
+        for batch in _batches(keys, n, p, params.batch_bytes):
+            exact = evaluate_mse(operator, [runs[key] for key in batch])
+            self.progress.passes(1)
+            for key, mse in zip(batch, exact):
+                runs[key].history.append(float(mse))
+        best = []
+        for k in params.k_values:
+            ranked = sorted((key for key in keys if key[0] == k), key=lambda key: runs[key].mse)
+            top = ranked[: params.polish_runs]
+            best += top + ([] if (k, -1) in top else [(k, -1)])
+        for key in best:
+            runs[key].converged = False
+        for batch in _batches(best, n, p, params.batch_bytes):
+            fit_runs(
+                operator,
+                [runs[key] for key in batch],
+                solver=params.solver,
+                max_iter=params.polish_iter,
+                tol=params.tol,
+                on_iteration=self._on_iteration,
+                inner_sweeps=params.inner_sweeps,
             )
 
-    fit_operator = operator if mode == "exact" else _compressed(svd, operator.stats)
-    fit_in_stages("batch", list(runs), fit_operator, tol, budgeted=False)
-    if mode == "fast":
-        stages.run(
-            "polish",
-            runs,
-            list(runs),
-            lambda **_: _evaluate_and_polish(
-                operator,
-                runs,
-                k_values,
-                polish_runs,
-                batch_bytes,
-                progress,
-                lambda batch: fit_runs(
-                    operator,
-                    batch,
-                    solver=solver,
-                    max_iter=polish_iter,
-                    tol=tol,
-                    on_iteration=lambda *_: progress.passes(1),
-                    inner_sweeps=inner_sweeps,
-                ),
-            ),
-        )
-    kept = _kept_runs(runs, k_values, refine_runs, max_iter)
-    for key in kept:
-        runs[key].converged = False
-    # The kept runs go on at a finer tol, within their max_iter budget, all k together.
-    refine = tol / 100 if refine_tol is None else refine_tol
-    fit_in_stages("refine", kept, operator, refine, budgeted=True)
-    result = _collect(operator, runs, k_values, n_restarts, pca, entropy)
-    progress.passes(len(k_values))  # the direct MSE of each kept run: one pass per k
-    return result
+    def _refine(self) -> None:
+        """The kept runs go on at a finer tol, within their max_iter budget, all k together."""
+        params = self.params
+        kept = _kept_runs(self.runs, params.k_values, params.refine_runs, params.max_iter)
+        for key in kept:
+            self.runs[key].converged = False
+        self._fit_in_stages("refine", kept, self.operator, params.refine_stop, budgeted=True)
 
 
 class _Progress:
+    """Counts passes over X for the caller's ``on_pass`` callback, if any."""
+
     def __init__(self, callback: Callable[[], None] | None) -> None:
         self.callback = callback
 
@@ -304,70 +458,6 @@ class _Progress:
         if self.callback is not None:
             for _ in range(count):
                 self.callback()
-
-
-def _check_k(k_values: Sequence[int]) -> list[int]:
-    try:
-        values = list(k_values)
-    except TypeError as error:
-        raise TypeError(f"k_range must be an iterable of integers, got {k_values!r}") from error
-    if not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in values):
-        raise TypeError(f"k_range must contain integers, got {values!r}")
-    if not values:
-        raise ValueError("k_range is empty: give at least one number of components")
-    values = sorted({int(k) for k in values})
-    if values[0] < 1:
-        raise ValueError(f"k_range values must be ≥ 1, got {values[0]}")
-    return values
-
-
-def _compressed(svd: TruncatedSVD, stats: MatrixStats) -> LowRankOperator:
-    return LowRankOperator(svd.u * svd.s, svd.vt, stats)
-
-
-def _batches(keys: list[tuple[int, int]], n: int, p: int, budget: int) -> list[list]:
-    """Split runs into batches whose loadings, factors and products fit ``budget`` bytes."""
-    max_columns = max(1, budget // (4 * (n + 3 * p)))
-    batches, current, width = [], [], 0
-    for key in sorted(keys, key=lambda key: (key[0], key[1])):
-        if current and width + key[0] > max_columns:
-            batches.append(current)
-            current, width = [], 0
-        current.append(key)
-        width += key[0]
-    if current:
-        batches.append(current)
-    return batches
-
-
-def _evaluate_and_polish(
-    operator, runs, k_values, polish_runs, batch_bytes, progress, polish: Callable[[list], object]
-) -> None:
-    """Exact MSE of every run (one pass), then ``polish`` (a short exact fit) of the best per k."""
-    n, p = operator.shape
-    keys = list(runs)
-    for batch in _batches(keys, n, p, batch_bytes):
-        exact = evaluate_mse(operator, [runs[key] for key in batch])
-        progress.passes(1)
-        for key, mse in zip(batch, exact):
-            runs[key].history.append(float(mse))
-    best = []
-    for k in k_values:
-        ranked = sorted((key for key in keys if key[0] == k), key=lambda key: runs[key].mse)
-        best += ranked[:polish_runs] + ([] if (k, -1) in ranked[:polish_runs] else [(k, -1)])
-    for key in best:
-        runs[key].converged = False
-    for batch in _batches(best, n, p, batch_bytes):
-        polish([runs[key] for key in batch])
-
-
-def _kept_runs(runs, k_values, refine_runs: int, max_iter: int) -> list[tuple[int, int]]:
-    """The ``refine_runs`` lowest-MSE runs of every k that have passes left."""
-    kept = []
-    for k in k_values:
-        ranked = sorted((key for key in runs if key[0] == k), key=lambda key: runs[key].mse)
-        kept += [key for key in ranked[:refine_runs] if runs[key].n_iter < max_iter]
-    return kept
 
 
 class _Stages:
@@ -387,7 +477,62 @@ class _Stages:
         self.store.save_runs(stage, {key: runs[key] for key in keys})
 
 
-def _collect(operator, runs, k_values, n_restarts, pca, entropy) -> SweepArrays:
+def _check_k(k_values: Sequence[int]) -> list[int]:
+    """The ranks, sorted and unique, after checking they are integers ≥ 1."""
+    try:
+        values = list(k_values)
+    except TypeError as error:
+        raise TypeError(f"k_range must be an iterable of integers, got {k_values!r}") from error
+    if not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in values):
+        raise TypeError(f"k_range must contain integers, got {values!r}")
+    if not values:
+        raise ValueError("k_range is empty: give at least one number of components")
+    values = sorted({int(k) for k in values})
+    if values[0] < 1:
+        raise ValueError(f"k_range values must be ≥ 1, got {values[0]}")
+    return values
+
+
+def _compressed(svd: TruncatedSVD, stats: MatrixStats) -> LowRankOperator:
+    """The rank-l surrogate of fast mode, ``(U S) Vᵀ``, with the statistics of X."""
+    return LowRankOperator(svd.u * svd.s, svd.vt, stats)
+
+
+def _batches(keys: list[tuple[int, int]], n: int, p: int, budget: int) -> list[list]:
+    """Split runs into batches whose loadings, factors and products fit ``budget`` bytes."""
+    max_columns = max(1, budget // (4 * (n + 3 * p)))
+    batches, current, width = [], [], 0
+    for key in sorted(keys, key=lambda key: (key[0], key[1])):
+        if current and width + key[0] > max_columns:
+            batches.append(current)
+            current, width = [], 0
+        current.append(key)
+        width += key[0]
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _kept_runs(
+    runs: dict[tuple[int, int], Run], k_values: Sequence[int], refine_runs: int, max_iter: int
+) -> list[tuple[int, int]]:
+    """The ``refine_runs`` lowest-MSE runs of every k that have passes left."""
+    kept = []
+    for k in k_values:
+        ranked = sorted((key for key in runs if key[0] == k), key=lambda key: runs[key].mse)
+        kept += [key for key in ranked[:refine_runs] if runs[key].n_iter < max_iter]
+    return kept
+
+
+def _collect(
+    operator: DataOperator,
+    runs: dict[tuple[int, int], Run],
+    k_values: Sequence[int],
+    n_restarts: int,
+    pca: np.ndarray,
+    entropy: int,
+) -> SweepArrays:
+    """The sweep's result: every run's loss, and per k the best run (its MSE measured directly)."""
     n_k = len(k_values)
     loss = np.empty((n_k, n_restarts))
     n_iter = np.empty((n_k, n_restarts), dtype=int)
@@ -428,7 +573,9 @@ def _collect(operator, runs, k_values, n_restarts, pca, entropy) -> SweepArrays:
     )
 
 
-def _normalised_full(operator, w: np.ndarray, h: np.ndarray):
+def _normalised_full(
+    operator: DataOperator, w: np.ndarray, h: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Unit-sum factors, loadings in counts, sorted by integrated loading, in full space."""
     sums = h.sum(axis=1, dtype=np.float64)
     safe = np.where(sums > 0, sums, 1.0)
