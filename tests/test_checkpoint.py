@@ -9,6 +9,10 @@ import pytest
 from hyperspy_nmfdecide.nmf import run_sweep
 from hyperspy_nmfdecide.nmf.checkpoint import CheckpointError
 
+# Capped at a few tens of passes to stay fast: runs stopping at max_iter is expected here and
+# the ConvergenceWarning that says so is not what these tests are about.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 
 def spotty(n=200, p=80, k=3, seed=0):
     rng = np.random.default_rng(seed)

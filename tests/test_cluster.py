@@ -17,6 +17,10 @@ from hyperspy_nmfdecide.nmf.cluster import ClusterError, ClusterOperator  # noqa
 from hyperspy_nmfdecide.nmf.dispatch import make_operator  # noqa: E402
 from hyperspy_nmfdecide.nmf.engine import Run, _pass, _Stack  # noqa: E402
 
+# Capped at a few tens of passes to stay fast: runs stopping at max_iter is expected here and
+# the ConvergenceWarning that says so is not what these tests are about.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 SWEEP = dict(k_values=[2, 3], n_restarts=3, random_state=0, max_iter=40)
 
 

@@ -1,8 +1,11 @@
 """The numerics of the sweep: solvers, batching, masks, seeds and errors (no HyperSpy)."""
 
+import warnings
+
 import dask.array as da
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 from hyperspy_nmfdecide.nmf import BatchedNMF, run_sweep
 from hyperspy_nmfdecide.nmf.engine import Run, evaluate_mse, fit_runs
@@ -66,10 +69,35 @@ def test_history_decreases_and_converged_flag():
     assert np.all(np.diff(history) <= 1e-5 * history[1:])
     assert history[-1] == pytest.approx(result.best_loss[0])
     assert result.converged.all()
-    capped = run_sweep(x, [3], n_restarts=2, max_iter=3, tol=0.0, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
+        capped = run_sweep(x, [3], n_restarts=2, max_iter=3, tol=0.0, random_state=0)
     assert not capped.converged.any() and (capped.n_iter == 3).all()
 
 
+def test_runs_stopped_at_max_iter_give_one_warning_saying_where_and_what_to_do():
+    x, _, _ = planted(noise=10.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_sweep(x, [2, 3], n_restarts=2, max_iter=2, tol=0.0, random_state=0)
+    messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(messages) == 1
+    # Every run (two random starts and the NNDSVD one per k) stopped at the limit.
+    assert not result.converged.any() and not result.nndsvd_converged.any()
+    assert "6 runs stopped at max_iter=2 passes" in messages[0]
+    assert "3 of 3 at k=2, 3 of 3 at k=3" in messages[0]
+    assert "Raise max_iter" in messages[0] and "raise tol" in messages[0]
+
+
+def test_a_sweep_whose_runs_converge_does_not_warn():
+    x, _, _ = planted(noise=10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        result = run_sweep(x, [1, 2], n_restarts=2, max_iter=1000, tol=1e-3, random_state=0)
+    assert result.converged.all() and result.nndsvd_converged.all()
+
+
+# Refinement is tested within a 60-pass budget that some runs use up: the warning is expected.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_kept_runs_are_refined_within_the_iteration_budget():
     x, _, _ = planted(noise=10.0)
     options = {"n_restarts": 4, "max_iter": 60, "tol": 1e-3, "random_state": 0}
@@ -190,6 +218,8 @@ def test_generator_and_none_seeds_are_recorded():
     assert from_generator.entropy >= 0
 
 
+# Ten passes keep the test fast; runs stopping at max_iter is expected.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_small_batches_give_the_same_runs():
     x, _, _ = planted(noise=10.0)
     # Few passes: over hundreds of passes float32 rounding differences of the wider GEMM

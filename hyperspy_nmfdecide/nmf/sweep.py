@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from .checkpoint import SweepCheckpoint, data_fingerprint
 from .chunks import DTYPE, DataOperator, FitOperator, MatrixStats
@@ -269,6 +271,11 @@ def run_sweep(
     -------
     SweepArrays
 
+    Warns
+    -----
+    sklearn.exceptions.ConvergenceWarning
+        Once, when runs stopped at their pass limit before converging: how many at which k.
+
     Examples
     --------
     >>> rng = np.random.default_rng(0)
@@ -331,7 +338,7 @@ class _Sweep:
         self.runs: dict[tuple[int, int], Run] = {}
 
     def run(self) -> SweepArrays:
-        """Every stage, then the result."""
+        """Every stage, then the result (and the warning about runs that did not converge)."""
         params, operator = self.params, self.operator
         svd, pca = self._svd()
         self._start_runs(svd)
@@ -345,6 +352,7 @@ class _Sweep:
         )
         # The direct MSE of each kept run: one pass per k.
         self.progress.passes(len(params.k_values))
+        _warn_unconverged(result, params)
         return result
 
     def _svd(self) -> tuple[TruncatedSVD, np.ndarray]:
@@ -511,6 +519,32 @@ def _batches(keys: list[tuple[int, int]], n: int, p: int, budget: int) -> list[l
     if current:
         batches.append(current)
     return batches
+
+
+def _warn_unconverged(result: SweepArrays, params: SweepParameters) -> None:
+    """One :class:`~sklearn.exceptions.ConvergenceWarning` for the runs that hit their limit.
+
+    A run that did not converge stopped at its pass limit: ``max_iter`` (refined runs: before
+    their decrease fell below ``refine_tol``), or ``polish_iter`` for runs polished in fast mode.
+    """
+    stopped = (~result.converged).sum(axis=1) + ~result.nndsvd_converged
+    if not stopped.any():
+        return
+    per_run = params.n_restarts + 1
+    counts = ", ".join(
+        f"{count} of {per_run} at k={k}" for k, count in zip(result.k_values, stopped) if count
+    )
+    limit, raise_ = f"max_iter={params.max_iter} passes", "max_iter"
+    if params.mode == "fast":
+        limit += f", or polish_iter={params.polish_iter} when polished,"
+        raise_ = "max_iter or polish_iter"
+    warnings.warn(
+        f"NMF sweep: {int(stopped.sum())} runs stopped at {limit} without converging "
+        f"({counts}). Raise {raise_} to let them converge, or raise tol (now {params.tol:g}) "
+        "if a coarser stop is enough.",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
 
 
 def _kept_runs(
