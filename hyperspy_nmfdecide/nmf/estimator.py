@@ -7,20 +7,28 @@ It lets HyperSpy's own decomposition use our solvers::
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import Tags
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .chunks import DTYPE
 from .engine import Run, direct_mse, fit_runs
 from .operators import DenseOperator
 from .starts import random_start, resolve_entropy
 
+__all__ = ["BatchedNMF"]
+
 
 class BatchedNMF(TransformerMixin, BaseEstimator):
     """Best of ``n_restarts`` random-start NMF fits, all advanced in one pass per iteration.
 
     Follows the scikit-learn estimator contract (``fit``, ``fit_transform``, ``transform``,
-    ``components_``, ``n_iter_``, ``reconstruction_err_``).
+    ``inverse_transform``, ``components_``, ``n_iter_``, ``reconstruction_err_``): input is
+    checked as scikit-learn does (2-D, finite, and here non-negative: a ``ValueError`` says
+    which), and methods that need a fit raise ``NotFittedError`` before one.
 
     Parameters
     ----------
@@ -52,7 +60,7 @@ class BatchedNMF(TransformerMixin, BaseEstimator):
         solver: str = "hals",
         max_iter: int = 200,
         tol: float = 1e-4,
-        random_state=None,
+        random_state: int | np.random.Generator | None = None,
     ) -> None:
         self.n_components = n_components
         self.n_restarts = n_restarts
@@ -61,7 +69,24 @@ class BatchedNMF(TransformerMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
 
-    def fit_transform(self, X, y=None, **params):
+    def fit_transform(self, X: Any, y: None = None, **params: Any) -> np.ndarray:
+        """Fit the model to ``X`` (n_samples, n_features) and return its loadings.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite, non-negative data.
+        y : None
+            Ignored (the estimator contract's place for targets).
+        **params
+            Ignored (scikit-learn passes fit parameters through).
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_components)
+            The loadings W of the best run, float64.
+        """
+        X = self._checked(X, reset=True)
         operator = DenseOperator(X, drop_dark=False)
         n, p = operator.shape
         k = int(self.n_components)
@@ -82,12 +107,25 @@ class BatchedNMF(TransformerMixin, BaseEstimator):
         self.restart_mse_ = np.array([run.mse for run in runs])
         return best.w.astype(np.float64)
 
-    def fit(self, X, y=None, **params):
+    def fit(self, X: Any, y: None = None, **params: Any) -> BatchedNMF:
+        """Fit the model to ``X``; return the estimator (see :meth:`fit_transform`)."""
         self.fit_transform(X)
         return self
 
-    def transform(self, X):
-        """Loadings of new data with the fitted components fixed (HALS on W only)."""
+    def transform(self, X: Any) -> np.ndarray:
+        """Loadings of new data with the fitted components fixed (HALS on W only).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite, non-negative data with the features the model was fitted on.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_components)
+        """
+        check_is_fitted(self)
+        X = self._checked(X, reset=False)
         operator = DenseOperator(X, drop_dark=False)
         n = operator.shape[0]
         h = self.components_.astype(DTYPE)
@@ -97,3 +135,59 @@ class BatchedNMF(TransformerMixin, BaseEstimator):
             operator, [run], solver="hals", max_iter=self.max_iter, tol=self.tol, fixed_factors=True
         )
         return run.w.astype(np.float64)
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """The data that loadings ``X`` (n_samples, n_components) stand for: ``X @ components_``.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        loadings = check_array(X, dtype=np.float64, ensure_all_finite=True)
+        if loadings.shape[1] != self.n_components_:
+            raise ValueError(
+                f"X has {loadings.shape[1]} columns, but {type(self).__name__} has "
+                f"{self.n_components_} components: inverse_transform takes loadings."
+            )
+        return loadings @ self.components_
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        # Tells scikit-learn's estimator checks, and meta-estimators, that X must be >= 0.
+        tags.input_tags.positive_only = True
+        return tags
+
+    def _checked(self, X: Any, *, reset: bool) -> np.ndarray:
+        """``X`` as NMF needs it: 2-D, numeric, finite and non-negative; else a clear error.
+
+        ``reset`` records the number of features (fit) instead of checking it (transform).
+        Integer data keep their dtype: the operator converts them to float32 chunk by chunk.
+        """
+        # Finiteness is checked below, not by validate_data: its NaN message points to
+        # estimators for supervised learning, and NMF users need to hear what NMF needs.
+        X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite=False)
+        problem = _value_problem(X)
+        if problem is not None:
+            found, advice = problem
+            raise ValueError(
+                f"{found} passed to {type(self).__name__}: NMF needs finite, non-negative "
+                f"data. {advice}"
+            )
+        return X
+
+
+def _value_problem(X: np.ndarray) -> tuple[str, str] | None:
+    """What makes ``X`` unfit for NMF, and what to do about it; None when nothing does."""
+    if X.dtype.kind == "f":
+        if np.isnan(X).any():
+            return "NaN values in data", "Fill or drop the missing entries first."
+        if np.isinf(X).any():
+            return "Infinite values (inf) in data", "Replace or drop them first."
+    minimum = X.min()
+    if minimum < 0:
+        return (
+            f"Negative values in data (minimum {minimum:g})",
+            "Subtract a background that does not overshoot, or clip X at 0.",
+        )
+    return None
