@@ -1,7 +1,7 @@
 """Which operator a data array gets: sparse, on a dask cluster, or dense in this process.
 
-The choice sits above both :mod:`.operators` and :mod:`.cluster` so that neither imports the
-other's dependants: ``cluster`` builds on ``operators``, and only this module knows both.
+The choice sits above :mod:`.operators` and :mod:`.cluster`: ``cluster`` builds on
+``operators``, and only this module needs both, so no import runs back up.
 """
 
 from __future__ import annotations

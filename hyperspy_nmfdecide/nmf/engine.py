@@ -13,7 +13,8 @@ runs):
    ``(W, H)`` pair is the one the loss belongs to);
 4. the factors of the remaining runs are updated from ``WᵀX`` and ``WᵀW``.
 
-Nothing here imports HyperSpy; X is reached only through an operator (see ``operators.py``).
+Nothing here imports HyperSpy; X is reached only through an operator (the
+:class:`~.chunks.FitOperator` contract of ``chunks.py``).
 """
 
 from __future__ import annotations
