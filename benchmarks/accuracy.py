@@ -82,7 +82,7 @@ import independent  # noqa: E402
 from phase_accuracy import score_phase_maps  # noqa: E402
 
 from hyperspy_nmfdecide.data import simulated_scan  # noqa: E402
-from hyperspy_nmfdecide.decide import METHODS, decide  # noqa: E402
+from hyperspy_nmfdecide.decide import METHODS, choose_k  # noqa: E402
 
 #: (nav_shape, pattern_size, n_crystals, layout, background, dose, seed)
 SUITE = [
@@ -307,7 +307,7 @@ def method_ks(s, decision) -> dict[str, int]:
         if method == decision.method:
             ks[method] = int(decision.k)
         elif method in ("elbow", "iqa"):  # these read the sweep's columns alone
-            ks[method] = decide(
+            ks[method] = choose_k(
                 decision.k_values,
                 decision.columns["best_mse"],
                 method=method,

@@ -1,6 +1,6 @@
 """Accuracy of the phase maps against the ground truth of simulated scans.
 
-``score_phase_maps(scan, pm)`` scores a :class:`~hyperspy_nmfdecide.phasemaps.PhaseMaps`
+``score_phase_maps(scan, pm)`` scores a :class:`~hyperspy_nmfdecide.results.PhaseMaps`
 against a :class:`~hyperspy_nmfdecide.data.SimulatedScan`, beside a naive baseline computed from
 the same factorisation:
 
@@ -200,7 +200,7 @@ def _demo() -> None:
     from hyperspy.defaults_parser import preferences
 
     from hyperspy_nmfdecide.data import simulated_scan
-    from hyperspy_nmfdecide.phasemaps import compute_phase_maps
+    from hyperspy_nmfdecide.results import PhaseMaps
 
     preferences.General.show_progressbar = False
     cases = [
@@ -225,7 +225,7 @@ def _demo() -> None:
         k = scan.true_k
         sweep = scan.signal.nmf_sweep(range(k - 1, k + 2), n_restarts=4, random_state=0)
         data = scan.signal.data.reshape(scan.signal.axes_manager.navigation_size, -1)
-        pm = compute_phase_maps(sweep, k, data)
+        pm = PhaseMaps.from_sweep(sweep, k, data)
         r = score_phase_maps(scan, pm)
         totals.append(r)
         name = f"{n_crystals} crystals, {layout}, seed {seed}"

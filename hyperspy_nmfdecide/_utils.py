@@ -18,6 +18,7 @@ __all__ = [
     "json_default",
     "optional_array",
     "positive_number",
+    "require_2d_patterns",
     "resolve_progressbar",
     "to_jsonable",
 ]
@@ -137,3 +138,21 @@ def positive_number(value, name: str, *, allow_none: bool = False) -> float | No
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def require_2d_patterns(signal, method: str) -> None:
+    """A ValueError naming ``method`` unless ``signal`` holds 2-D patterns.
+
+    Examples
+    --------
+    >>> import hyperspy.api as hs
+    >>> require_2d_patterns(hs.signals.Signal1D(np.zeros((2, 8))), "nmf_sweep")
+    Traceback (most recent call last):
+    ...
+    ValueError: nmf_sweep needs 2-D patterns; this signal has signal dimension 1
+    """
+    if signal.axes_manager.signal_dimension != 2:
+        raise ValueError(
+            f"{method} needs 2-D patterns; this signal has signal dimension "
+            f"{signal.axes_manager.signal_dimension}"
+        )

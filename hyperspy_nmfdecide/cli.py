@@ -44,10 +44,6 @@ DEMO_K = "2:8"
 DEMO_RESTARTS = 20
 ANALYZE_K = "2:15"
 ANALYZE_RESTARTS = 20
-#: Deciding k (level 1 elbow, level 2 noise edge) needs a sweep over at least this many k.  The
-#: rule is ``decide_k``'s (it raises below it); the command checks it first so that the sweep
-#: report is still written, with a note.
-MIN_DECIDE_K = 3
 
 
 class CommandError(Exception):
@@ -350,7 +346,7 @@ def _add_decide_options(parser: argparse.ArgumentParser) -> None:
         "--method",
         choices=_LibraryChoices("decide", "METHODS"),
         default="noise",
-        help=f"how k is decided after the sweep (needs at least {MIN_DECIDE_K} values of --k): "
+        help="how k is decided after the sweep (needs a few values of --k): "
         "noise (default): the components of the Poisson-scaled data above the edge of pure "
         "noise; elbow: the elbow of the minimum-MSE curve; iqa: where SSIM between raw and "
         "reconstructed patterns stops rising (Cao et al.)",
@@ -687,16 +683,20 @@ def _decide_and_map(report, signal, sweep, args) -> tuple:
     -------
     tuple
         (KDecision or None, PhaseMaps or None): None for what was skipped (fewer than
-        :data:`MIN_DECIDE_K` values of k, or ``--no-phases``); a note says so in the report.
+        :data:`hyperspy_nmfdecide.decide.MIN_K_VALUES` values of k, or ``--no-phases``); a note
+        says so in the report.
     """
+    # decide_k raises below MIN_K_VALUES; checked here first so that the sweep report is still
+    # written, with a note.
+    from .decide import MIN_K_VALUES
     from .report import decision_section, phase_section
 
     timings = report.summary.setdefault("timings", {})
     k_values = [int(k) for k in sweep.k_values]
-    if len(k_values) < MIN_DECIDE_K:
+    if len(k_values) < MIN_K_VALUES:
         note = (
             f"Number of components not decided and no phase maps drawn: deciding k needs a "
-            f"sweep over at least {MIN_DECIDE_K} values of k, but --k gave {k_values}. Run "
+            f"sweep over at least {MIN_K_VALUES} values of k, but --k gave {k_values}. Run "
             f"again with a range such as --k {max(1, k_values[0] - 1)}:{k_values[-1] + 2}."
         )
         report.add_section("Number of components", text=note)

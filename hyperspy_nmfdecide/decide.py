@@ -33,25 +33,49 @@ No HyperSpy import happens here (DESIGN §1); X is read through the sweep's chun
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from . import iqa
+from .nmf.operators import DenseOperator
 from .nmf.svd import truncated_svd
+from .nmf.sweep import SweepArrays
 from .noise import BinnedView, NoiseModel, estimate_noise
-from .phases import cosine_similarity, count_phases
+from .phases import count_phases
+from .similarity import cosine_similarity
 
 _logger = logging.getLogger(__name__)
 
-#: Methods of :func:`decide`.
+__all__ = [
+    "METHODS",
+    "MIN_K_VALUES",
+    "Decision",
+    "KRangeWarning",
+    "NoiseSpectrum",
+    "Verdict",
+    "choose_k",
+    "component_agreement",
+    "elbow_k",
+    "evaluate",
+    "iqa_evidence",
+    "noise_spectrum",
+    "restart_agreement",
+    "stable_k",
+]
+
+#: Methods of :func:`choose_k`.
 METHODS = ("noise", "elbow", "iqa")
+
+#: Fewest values of k a decision reads: an elbow needs two ends and a point between them.
+MIN_K_VALUES = 3
 
 
 class KRangeWarning(UserWarning):
     """The swept k range does not bracket the decision: sweep again over the suggested range."""
+
 
 #: Smallest margin a component must clear the noise edge by, whatever the scan size (Tracy-Widom
 #: fluctuations shrink with size; the noise model is never exact).
@@ -122,8 +146,8 @@ def elbow_k(k_values: Sequence[int], loss: Sequence[float]) -> int:
     3
     """
     k = np.asarray(k_values, dtype=float)
-    if k.size < 3:
-        raise ValueError(f"an elbow needs at least 3 values of k, got {k.size}")
+    if k.size < MIN_K_VALUES:
+        raise ValueError(f"an elbow needs at least {MIN_K_VALUES} values of k, got {k.size}")
     y = np.log(np.clip(np.asarray(loss, dtype=float), 1e-300, None))
     distance = np.abs((k[-1] - k[0]) * (y[0] - y) - (k[0] - k) * (y[-1] - y[0]))
     return int(k_values[int(np.argmax(distance))])
@@ -386,8 +410,8 @@ def component_agreement(factors: np.ndarray, other: np.ndarray) -> float:
 
 # -- the decision ---------------------------------------------------------------------------------
 @dataclass
-class Decision:
-    """What :func:`decide` concludes: the k, the level-1 elbow, and why.
+class Verdict:
+    """What :func:`choose_k` concludes: the k, the level-1 elbow, and why.
 
     ``fallback`` names the rule used when the method's own could not be trusted
     (``"stability"`` or ``"iqa"``), else None.
@@ -401,7 +425,31 @@ class Decision:
     fallback: str | None = None
 
 
-def decide(
+@dataclass
+class Decision(Verdict):
+    """Everything :func:`evaluate` found: the verdict and the evidence it rests on.
+
+    Attributes
+    ----------
+    k, elbow_k, method, reason, suggested_range, fallback
+        The :class:`Verdict`.
+    k_values : numpy.ndarray
+        The sweep's k values.
+    columns : dict of str to numpy.ndarray
+        Every piece of evidence per k (see :func:`evaluate`).
+    spectrum : NoiseSpectrum or None
+        The data's singular values against the noise edge, with the measured noise.
+    params : dict
+        ``n_sample``, ``margin``, ``binning``, ``random_state`` as used.
+    """
+
+    k_values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    spectrum: NoiseSpectrum | None = None
+    params: dict = field(default_factory=dict)
+
+
+def choose_k(
     k_values: Sequence[int],
     best_loss: Sequence[float],
     *,
@@ -410,7 +458,7 @@ def decide(
     fidelity: Mapping[str, np.ndarray] | None = None,
     margin: float | None = None,
     roles: Mapping[int, list[dict]] | None = None,
-) -> Decision:
+) -> Verdict:
     """Pick k from the evidence.
 
     Parameters
@@ -442,22 +490,22 @@ def decide(
 
     Returns
     -------
-    Decision
+    Verdict
         ``suggested_range`` is set when the sweep does not bracket the answer.
 
     Examples
     --------
     >>> spectrum = NoiseSpectrum(np.array([90.0, 12.0, 3.0, 1.02, 1.0]), 1.0, 1.0, (900, 400))
-    >>> d = decide([2, 3, 4, 5, 6], [5.0, 2.0, 1.1, 1.05, 1.0], spectrum=spectrum)
+    >>> d = choose_k([2, 3, 4, 5, 6], [5.0, 2.0, 1.1, 1.05, 1.0], spectrum=spectrum)
     >>> d.k, d.elbow_k
     (3, 4)
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     ks = [int(k) for k in k_values]
-    if len(ks) < 3:
+    if len(ks) < MIN_K_VALUES:
         raise ValueError(
-            f"deciding k needs a sweep over at least 3 values of k, got {ks}: "
+            f"deciding k needs a sweep over at least {MIN_K_VALUES} values of k, got {ks}: "
             "run nmf_sweep over a range such as range(1, 10)"
         )
     best = np.asarray(best_loss, dtype=float)
@@ -465,7 +513,7 @@ def decide(
         raise ValueError("the sweep's best loss contains NaN or infinite values")
     elbow = elbow_k(ks, best)
     if method == "elbow":
-        return Decision(
+        return Verdict(
             elbow, elbow, method, f"k = {elbow}: the elbow of the minimum-MSE curve (level 1)."
         )
     if method == "iqa":
@@ -484,7 +532,7 @@ def decide(
                 f"(matched components' cosine ≥ {STABLE_AGREEMENT:g}) — used because {problem} "
                 f"({edge_text}); the level-1 elbow is at k = {elbow}."
             )
-            decision = Decision(stable, elbow, method, reason, fallback="stability")
+            decision = Verdict(stable, elbow, method, reason, fallback="stability")
         else:
             decision = _decide_iqa(ks, elbow, fidelity)
             decision.reason = decision.reason[:-1] + f" — used because {problem} ({edge_text})."
@@ -497,7 +545,7 @@ def decide(
         if abs(np.log(spectrum.noise_scale)) > np.log(1.2):
             reason += f", scaled ×{spectrum.noise_scale:.2g} to the data's noise floor"
         reason += "."
-    decision = _phases_only(Decision(k, elbow, method, reason), roles, ks, fidelity)
+    decision = _phases_only(Verdict(k, elbow, method, reason), roles, ks, fidelity)
     # A sweep that stops below the count is too short unless the fit at its top already holds
     # fewer phases than components (the rest are variants and interactions).
     if (wanted > ks[-1] and decision.k == ks[-1]) or (wanted < ks[0] and ks[0] > 1):
@@ -511,11 +559,11 @@ def decide(
 
 
 def _phases_only(
-    decision: Decision,
+    decision: Verdict,
     roles: Mapping[int, list[dict]] | None,
     ks: list[int],
     evidence: Mapping[str, np.ndarray] | None,
-) -> Decision:
+) -> Verdict:
     """The decision less the components of its fit that are variants or interactions.
 
     The count is the ``phases`` column of ``evidence``
@@ -544,7 +592,7 @@ def _phases_only(
         + (f" (the sweep starts at k = {ks[0]})" if k > count else "")
         + f". {decision.reason}"
     )
-    return Decision(
+    return Verdict(
         k, decision.elbow_k, decision.method, reason, decision.suggested_range, decision.fallback
     )
 
@@ -589,7 +637,7 @@ def stable_k(k_values: Sequence[int], evidence: Mapping[str, np.ndarray]) -> int
     return int(k_values[max(int(below[0]) - 1, 0)])
 
 
-def _decide_iqa(ks: list[int], elbow: int, fidelity) -> Decision:
+def _decide_iqa(ks: list[int], elbow: int, fidelity) -> Verdict:
     if fidelity is None:
         raise ValueError("method='iqa' needs the IQA evidence")
     ssim = np.asarray(fidelity["ssim"], dtype=float)
@@ -604,7 +652,7 @@ def _decide_iqa(ks: list[int], elbow: int, fidelity) -> Decision:
         f"k = {k}: SSIM between raw and reconstructed patterns rises by less than "
         f"{IQA_FLAT:.0%} of its whole rise from k = {k} on; the level-1 elbow is at k = {elbow}."
     )
-    return Decision(k, elbow, "iqa", reason)
+    return Verdict(k, elbow, "iqa", reason)
 
 
 def _ordinal(n: int) -> str:
@@ -614,16 +662,11 @@ def _ordinal(n: int) -> str:
 
 # -- everything at once, for the signal method ----------------------------------------------------
 def evaluate(
+    sweep: SweepArrays,
     data,
     *,
-    k_values: Sequence[int],
-    loss: np.ndarray,
-    best_loss: np.ndarray,
-    factors: Mapping[int, np.ndarray],
-    loadings: Mapping[int, np.ndarray],
     pattern_shape: tuple[int, int],
     scan_shape: tuple[int, int] | None = None,
-    runner_up: Mapping[int, np.ndarray] | None = None,
     row_mask: np.ndarray | None = None,
     col_mask: np.ndarray | None = None,
     negative_values: str = "raise",
@@ -633,56 +676,62 @@ def evaluate(
     margin: float | None = None,
     binning: int | None = None,
     random_state: int = 0,
-) -> tuple[Decision, dict[str, np.ndarray], NoiseSpectrum]:
+    progress: Callable[[], None] | None = None,
+) -> Decision:
     """Gather the evidence of every level for a sweep and decide.
 
     Parameters
     ----------
+    sweep
+        The sweep's arrays (:class:`~hyperspy_nmfdecide.nmf.sweep.SweepArrays`): k values,
+        the MSE of every restart, and per k the kept fit in full space, (k, n_pixel) factors
+        and (n_probe, k) loadings, and the second-best run's factors.
     data
         The (n_probe, n_pixel) numpy or dask matrix the sweep was fitted to.
-    k_values, loss, best_loss
-        The sweep's k values, (n_k, n_restarts) MSE of every restart, (n_k,) minimum.
-    factors, loadings
-        Per k, the kept fit in full space: (k, n_pixel) and (n_probe, k).
     pattern_shape
         (H, W) of one pattern.
     scan_shape
         (ny, nx) of the scan (both ≥ 2): the fits at every k are then read for the components
         that are not phases (:func:`~hyperspy_nmfdecide.phases.count_phases`, the ``phases``
-        column), which :func:`decide` does not count.
-    runner_up
-        Per k, the factors of the second-best run (for ``component_agreement``).
+        column), which :func:`choose_k` does not count.
     row_mask, col_mask, negative_values, chunk_rows
         As the sweep used them.
     method, margin
-        See :func:`decide`.
+        See :func:`choose_k`.
     n_sample
         Probes (seeded sample) on which the IQA metrics are computed.
     binning
         Bin side for the noise spectrum (default: patterns binned to about
         :data:`BINNED_SIDE` pixels a side).
     random_state
-        Seed of the sample and of the noise spectrum.
+        Seed of the sample and of the noise spectrum (an int, so the decision is reproducible).
+    progress
+        Called with no argument after each step: the noise spectrum, the IQA metrics, then
+        each k (``len(k_values) + 2`` calls in all).
 
     Returns
     -------
-    decision : Decision
-    table : dict of str to numpy.ndarray
-        Per k: ``best_mse``, ``mean_mse``, ``restart_agreement``, ``component_agreement``
-        (best vs second-best run, NaN without ``runner_up``), ``noise_ratio`` (the k-th
-        component's squared singular value over the noise edge) and :func:`iqa_evidence`.
-    spectrum : NoiseSpectrum
-    """
-    from .nmf.operators import DenseOperator
+    Decision
+        The verdict of :func:`choose_k` with its evidence: ``columns`` holds per k
+        ``best_mse``, ``mean_mse``, ``restart_agreement``, ``component_agreement`` (best vs
+        second-best run, NaN without a second run), ``noise_ratio`` (the k-th component's
+        squared singular value over the noise edge), ``noise_gain``, ``noise_offset``,
+        :func:`iqa_evidence` and (with ``scan_shape``) ``phases``; ``spectrum`` the
+        :class:`NoiseSpectrum`.
 
-    ks = [int(k) for k in k_values]
-    if len(ks) < 3:
-        raise ValueError(
-            f"deciding k needs a sweep over at least 3 values of k, got {ks}: "
-            "run nmf_sweep over a range such as range(1, 10)"
-        )
-    if not isinstance(n_sample, (int, np.integer)) or n_sample < 1:
-        raise ValueError(f"n_sample must be an integer ≥ 1, got {n_sample!r}")
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.data import simulated_scan
+    >>> from hyperspy_nmfdecide.nmf.sweep import run_sweep
+    >>> s = simulated_scan(nav_shape=(12, 12), pattern_size=32, n_crystals=2, random_state=0).signal
+    >>> x = s.data.reshape(144, 1024)
+    >>> arrays = run_sweep(x, [1, 2, 3, 4], 3, random_state=0)
+    >>> decision = evaluate(arrays, x, pattern_shape=(32, 32), scan_shape=(12, 12))
+    >>> decision.k in (1, 2, 3, 4), sorted(decision.columns)[:2]
+    (True, ['best_mse', 'component_agreement'])
+    """
+    ks = _check_evaluate_arguments(sweep, method, n_sample, margin, random_state)
+    tick = progress or (lambda: None)
     operator = DenseOperator(
         data,
         row_mask=row_mask,
@@ -696,23 +745,101 @@ def evaluate(
     spectrum = noise_spectrum(
         operator, rank, pattern_shape=pattern_shape, binning=binning, random_state=random_state
     )
-
+    tick()
     kept = np.flatnonzero(operator.row_keep)
     rng = np.random.default_rng(random_state)
     sample = np.sort(rng.choice(kept, size=min(n_sample, kept.size), replace=False))
+    columns = _evidence_columns(
+        sweep, data, sample, spectrum, pattern_shape, col_mask, negative_values
+    )
+    tick()
+    roles = {}
+    for k in ks:
+        if scan_shape is not None and min(scan_shape) >= 2:
+            columns.setdefault("phases", np.zeros(len(ks)))
+            count, roles[k] = count_phases(
+                sweep.factors[k],
+                sweep.loadings[k],
+                scan_shape,
+                pattern_shape,
+                navigation_mask=row_mask,
+            )
+            columns["phases"][ks.index(k)] = count
+        tick()
+    verdict = choose_k(
+        ks,
+        sweep.best_loss,
+        method=method,
+        spectrum=spectrum,
+        fidelity=columns,
+        margin=margin,
+        roles=roles,
+    )
+    params = {
+        "n_sample": int(n_sample),
+        "margin": spectrum.default_margin if margin is None else float(margin),
+        "binning": spectrum.binning,
+        "random_state": int(random_state),
+    }
+    return Decision(
+        **asdict(verdict),
+        k_values=np.asarray(ks),
+        columns=columns,
+        spectrum=spectrum,
+        params=params,
+    )
+
+
+def _check_evaluate_arguments(sweep, method, n_sample, margin, random_state) -> list[int]:
+    """The sweep's k values as ints, after checking :func:`evaluate`'s arguments."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if margin is not None and not margin > 1:
+        raise ValueError(f"margin must be > 1, got {margin!r}")
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+        raise TypeError(f"random_state must be an int, got {random_state!r}")
+    ks = [int(k) for k in sweep.k_values]
+    if len(ks) < MIN_K_VALUES:
+        raise ValueError(
+            f"deciding k needs a sweep over at least {MIN_K_VALUES} values of k, got {ks}: "
+            "run nmf_sweep over a range such as range(1, 10)"
+        )
+    if not isinstance(n_sample, (int, np.integer)) or n_sample < 1:
+        raise ValueError(f"n_sample must be an integer ≥ 1, got {n_sample!r}")
+    return ks
+
+
+def _evidence_columns(
+    sweep: SweepArrays,
+    data,
+    sample: np.ndarray,
+    spectrum: NoiseSpectrum,
+    pattern_shape: tuple[int, int],
+    col_mask: np.ndarray | None,
+    negative_values: str,
+) -> dict[str, np.ndarray]:
+    """The per-k evidence other than the phase count (see :func:`evaluate`)."""
+    ks = [int(k) for k in sweep.k_values]
     raw = data[sample]
     raw = np.asarray(raw.compute() if hasattr(raw, "compute") else raw, dtype=np.float64)
     if negative_values == "clip":
         raw = np.maximum(raw, 0)
     shape = (sample.size, *pattern_shape)
-    models = {k: (loadings[k][sample].astype(np.float64) @ factors[k]).reshape(shape) for k in ks}
+    models = {
+        k: (sweep.loadings[k][sample].astype(np.float64) @ sweep.factors[k]).reshape(shape)
+        for k in ks
+    }
     pixel_mask = None if col_mask is None else np.asarray(col_mask).reshape(pattern_shape)
-    table = {
-        "best_mse": np.asarray(best_loss, dtype=float),
-        "mean_mse": np.asarray(loss, dtype=float).mean(axis=1),
-        "restart_agreement": restart_agreement(loss, best_loss),
+    runner_up = sweep.runner_up or None
+    columns = {
+        "best_mse": np.asarray(sweep.best_loss, dtype=float),
+        "mean_mse": np.asarray(sweep.loss, dtype=float).mean(axis=1),
+        "restart_agreement": restart_agreement(sweep.loss, sweep.best_loss),
         "component_agreement": np.array(
-            [component_agreement(factors[k], runner_up[k]) if runner_up else np.nan for k in ks]
+            [
+                component_agreement(sweep.factors[k], runner_up[k]) if runner_up else np.nan
+                for k in ks
+            ]
         ),
         "noise_ratio": np.array(
             [spectrum.ratio[k - 1] if k <= spectrum.ratio.size else np.nan for k in ks]
@@ -722,22 +849,5 @@ def evaluate(
         "noise_offset": np.full(len(ks), spectrum.noise.offset),
     }
     noise = (spectrum.noise.gain, spectrum.noise.zero_variance)
-    table |= iqa_evidence(raw.reshape(shape), models, pixel_mask=pixel_mask, noise=noise)
-    roles = {}
-    if scan_shape is not None and min(scan_shape) >= 2:
-        for k in ks:
-            table.setdefault("phases", np.zeros(len(ks)))
-            count, roles[k] = count_phases(
-                factors[k], loadings[k], scan_shape, pattern_shape, navigation_mask=row_mask
-            )
-            table["phases"][ks.index(k)] = count
-    decision = decide(
-        ks,
-        best_loss,
-        method=method,
-        spectrum=spectrum,
-        fidelity=table,
-        margin=margin,
-        roles=roles,
-    )
-    return decision, table, spectrum
+    columns |= iqa_evidence(raw.reshape(shape), models, pixel_mask=pixel_mask, noise=noise)
+    return columns

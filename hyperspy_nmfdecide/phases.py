@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,7 @@ from scipy.optimize import linear_sum_assignment, nnls
 from skimage.filters import apply_hysteresis_threshold, threshold_otsu
 
 from . import iqa
+from ._utils import is_dask
 from .components import component_roles
 from .similarity import cosine_similarity
 
@@ -84,7 +86,8 @@ __all__ = [
     "default_min_size",
     "find_background",
     "phase_labels",
-    "phase_maps",
+    "N_STAGES",
+    "label_phases",
     "phase_masks",
     "phase_means",
     "rgb_composite",
@@ -123,6 +126,10 @@ UNCOVERED_SIGNAL = 0.05
 #: Default smallest region, as a fraction of the kept probes (and at least 4 probes).
 _MIN_SIZE_FRACTION = 0.002
 _MIN_SIZE_FLOOR = 4
+
+#: Stages of :func:`label_phases` (masks and labels, the pass over the data, tracking,
+#: comparison): the steps of its progress.
+N_STAGES = 4
 
 #: Colours of the non-background components in the RGB composite and the plots, in order
 #: (matplotlib's "tab10", written out so that the numerics need no matplotlib).
@@ -879,8 +886,6 @@ def _overlap_holds(
 
 
 # -- step 5: raw clustering ------------------------------------------------------------------
-def _is_dask(array) -> bool:
-    return type(array).__module__.split(".")[0] == "dask"
 
 
 def phase_means(
@@ -928,7 +933,7 @@ def phase_means(
     sums = np.zeros((n_phases, n_pixel))
     if n_phases == 0:
         return sums, counts
-    if _is_dask(data):
+    if is_dask(data):
         import dask.array as da
 
         if chunk_rows is not None:
@@ -1165,12 +1170,12 @@ def _check_data(data, n_probe: int, n_pixel: int):
     dtype = np.dtype(data.dtype)
     if dtype.kind not in "biuf":
         raise ValueError(f"data must be real numbers, got dtype {dtype}")
-    if not _is_dask(data):
+    if not is_dask(data):
         data = np.asarray(data)
     return data
 
 
-def phase_maps(
+def label_phases(
     factors: np.ndarray,
     loadings: np.ndarray,
     data,
@@ -1184,6 +1189,7 @@ def phase_maps(
     min_size: int | None = None,
     background: int | str | None = "auto",
     chunk_rows: int | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> PhaseArrays:
     """Phase maps of one factorisation (Cao et al.), as plain arrays.
 
@@ -1210,6 +1216,9 @@ def phase_maps(
         ``"auto"``: :func:`find_background`; an int: that component; None: no background.
     chunk_rows : int or None
         See :func:`phase_means`.
+    progress : callable, optional
+        Called with no argument after each of the :data:`N_STAGES` stages (masks and labels,
+        the pass over the data, tracking, comparison).
 
     Returns
     -------
@@ -1223,7 +1232,7 @@ def phase_maps(
     >>> x = scan.signal.data.reshape(64, 256)
     >>> w = scan.weights.reshape(64, 2)          # the truth as a factorisation
     >>> h = scan.sources.reshape(2, 256)
-    >>> result = phase_maps(h, w, x, (8, 8), min_size=0)
+    >>> result = label_phases(h, w, x, (8, 8), min_size=0)
     >>> result.background_index, result.legend
     (0, {1: (1,)})
     >>> bool(result.comparison[0]["cosine"] > 0.99)
@@ -1246,81 +1255,28 @@ def phase_maps(
     if pattern_shape is None:
         side = math.isqrt(n_pixel)
         pattern_shape = (side, side) if side * side == n_pixel else (1, n_pixel)
+    tick = progress or (lambda: None)
     nav_mask = None if navigation_mask is None else ~kept
+    options = {"threshold": threshold, "min_size": min_size, "navigation_mask": nav_mask}
 
     scores = _background_scores(loadings, kept.ravel())
     bg = _pick_background(scores) if background == "auto" else background
     maps = loadings.reshape(scan_shape + (k,))
-    masks, thresholds = component_masks(
-        maps,
-        threshold=threshold,
-        min_size=min_size,
-        background_index=bg,
-        navigation_mask=nav_mask,
-    )
+    masks, thresholds = component_masks(maps, background_index=bg, **options)
     roles = component_roles(factors, masks, pattern_shape, background_index=bg)
     present = phase_masks(masks, roles)
-    labels, legend, overlap = phase_labels(present, background_index=bg, navigation_mask=nav_mask)
-    # The raw patterns averaged per phase (one pass over the data); an overlap whose raw mean
-    # does not need one of its components loses that component (no second pass: its probes
-    # join a phase, whose sums add).
-    raw_means, sizes = phase_means(data, labels, len(legend), chunk_rows=chunk_rows)
-    unneeded = unconfirmed_members(raw_means, legend, factors, bg, signal_mask)
-    if unneeded:
-        for label, members in unneeded.items():
-            present[list(members)] = present[list(members)] & (labels != label)
-        old_labels, old_sizes = labels, sizes
-        labels, legend, overlap = phase_labels(
-            present, background_index=bg, navigation_mask=nav_mask
-        )
-        raw_means, sizes = _merged_means(raw_means, old_sizes, old_labels, labels, len(legend))
-    rgb, colours = rgb_composite(maps, background_index=bg, navigation_mask=nav_mask)
-
-    # Tracking across the neighbouring k, with the neighbours' masks for the overlaps.
-    neighbours = dict(neighbours or {})
-    tracking = track_components(
-        {k: factors, **{kk: np.asarray(f) for kk, (f, _) in neighbours.items()}}, k
+    tick()
+    labels, legend, overlap, raw_means, sizes = _confirmed_labels(
+        present, data, factors, bg, nav_mask, signal_mask, chunk_rows
     )
-    neighbour_masks = {}
-    for key, kk in (("prev", k - 1), ("next", k + 1)):
-        if kk not in neighbours:
-            continue
-        f_n, l_n = (np.asarray(a) for a in neighbours[kk])
-        bg_n = None
-        if bg is not None:
-            match = tracking["components"][bg][f"match_{key}"]
-            bg_n = match
-        neighbour_masks[key], _ = component_masks(
-            l_n.reshape(scan_shape + (kk,)),
-            threshold=threshold,
-            min_size=min_size,
-            background_index=bg_n,
-            navigation_mask=nav_mask,
-        )
-        tracking[f"background_{key}"] = bg_n
-    tracking["overlaps"] = _overlap_holds(legend, labels, tracking, neighbour_masks)
-
-    # The comparison of the raw means with the reconstruction.
-    n_phases = len(legend)
-    onehot = labels.ravel()[None, :] == np.arange(1, n_phases + 1)[:, None]
-    mean_loadings = (onehot @ loadings.astype(np.float64)) / np.maximum(sizes, 1)[:, None]
-    reconstructed = mean_loadings @ factors.astype(np.float64)
-    comparison = compare_means(raw_means, reconstructed, pattern_shape, signal_mask=signal_mask)
-    for label, row in zip(legend, comparison):
-        row.update(
-            {
-                "label": int(label),
-                "components": list(legend[label]),
-                "n_probes": int(sizes[label - 1]),
-            }
-        )
-    comparison = [
-        {
-            key: row[key]
-            for key in ("label", "components", "n_probes", "ssim", "psnr", "cosine", "data_range")
-        }
-        for row in comparison
-    ]
+    tick()
+    rgb, colours = rgb_composite(maps, background_index=bg, navigation_mask=nav_mask)
+    tracking = _tracking(factors, neighbours, bg, legend, labels, scan_shape, options)
+    tick()
+    mean_loadings, reconstructed, comparison = _comparison(
+        raw_means, sizes, labels, legend, factors, loadings, pattern_shape, signal_mask
+    )
+    tick()
     _logger.debug("phase maps at k=%d: background %s, legend %s", k, bg, legend)
     return PhaseArrays(
         k=int(k),
@@ -1352,3 +1308,65 @@ def phase_maps(
             "similarity_threshold": SIMILARITY_THRESHOLD,
         },
     )
+
+
+def _confirmed_labels(present, data, factors, bg, nav_mask, signal_mask, chunk_rows) -> tuple:
+    """Labels, legend, overlap, raw means and sizes, overlaps confirmed by their raw mean.
+
+    The raw patterns are averaged per phase (one pass over the data); an overlap whose raw mean
+    does not need one of its components loses that component (no second pass: its probes join
+    a phase, whose sums add).
+    """
+    labels, legend, overlap = phase_labels(present, background_index=bg, navigation_mask=nav_mask)
+    raw_means, sizes = phase_means(data, labels, len(legend), chunk_rows=chunk_rows)
+    unneeded = unconfirmed_members(raw_means, legend, factors, bg, signal_mask)
+    if unneeded:
+        for label, members in unneeded.items():
+            present[list(members)] = present[list(members)] & (labels != label)
+        old_labels, old_sizes = labels, sizes
+        labels, legend, overlap = phase_labels(
+            present, background_index=bg, navigation_mask=nav_mask
+        )
+        raw_means, sizes = _merged_means(raw_means, old_sizes, old_labels, labels, len(legend))
+    return labels, legend, overlap, raw_means, sizes
+
+
+def _tracking(factors, neighbours, bg, legend, labels, scan_shape, options) -> dict:
+    """Components followed to k - 1 and k + 1, with the neighbours' masks for the overlaps."""
+    k = factors.shape[0]
+    neighbours = dict(neighbours or {})
+    tracking = track_components(
+        {k: factors, **{kk: np.asarray(f) for kk, (f, _) in neighbours.items()}}, k
+    )
+    neighbour_masks = {}
+    for key, kk in (("prev", k - 1), ("next", k + 1)):
+        if kk not in neighbours:
+            continue
+        _, l_n = (np.asarray(a) for a in neighbours[kk])
+        bg_n = None if bg is None else tracking["components"][bg][f"match_{key}"]
+        neighbour_masks[key], _ = component_masks(
+            l_n.reshape(scan_shape + (kk,)), background_index=bg_n, **options
+        )
+        tracking[f"background_{key}"] = bg_n
+    tracking["overlaps"] = _overlap_holds(legend, labels, tracking, neighbour_masks)
+    return tracking
+
+
+def _comparison(raw_means, sizes, labels, legend, factors, loadings, pattern_shape, signal_mask):
+    """Mean loadings and reconstruction per phase, and their comparison with the raw means."""
+    n_phases = len(legend)
+    onehot = labels.ravel()[None, :] == np.arange(1, n_phases + 1)[:, None]
+    mean_loadings = (onehot @ loadings.astype(np.float64)) / np.maximum(sizes, 1)[:, None]
+    reconstructed = mean_loadings @ factors.astype(np.float64)
+    comparison = compare_means(raw_means, reconstructed, pattern_shape, signal_mask=signal_mask)
+    for label, row in zip(legend, comparison):
+        row.update(
+            {
+                "label": int(label),
+                "components": list(legend[label]),
+                "n_probes": int(sizes[label - 1]),
+            }
+        )
+    keys = ("label", "components", "n_probes", "ssim", "psnr", "cosine", "data_range")
+    comparison = [{key: row[key] for key in keys} for row in comparison]
+    return mean_loadings, reconstructed, comparison

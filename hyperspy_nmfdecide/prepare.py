@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import numbers
 import warnings
@@ -49,8 +48,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .phasemaps import METADATA_PHASE_MAPS
-from .results import METADATA_DECISION, METADATA_SWEEP, json_default
+from ._utils import positive_number, require_2d_patterns, resolve_progressbar, to_jsonable
+from .beam import DirectBeam, find_direct_beam
+from .results.base import METADATA_PREPROCESSING, STORED_RESULTS
 
 if TYPE_CHECKING:
     from pyxem.signals import Diffraction2D
@@ -62,13 +62,14 @@ __all__ = [
     "CENTER_METHODS",
     "METADATA_PREPROCESSING",
     "SCALINGS",
+    "direct_beam",
+    "direct_beam_mask",
     "drop_stale_results",
     "prepare_for_nmf",
     "preprocessing_record",
 ]
 
-#: Where the record (``.steps``) and the beam mask (``.signal_mask``) are kept in metadata.
-METADATA_PREPROCESSING = "NMFDecide.preprocessing"
+# Where the record (``.steps``) and the beam mask (``.signal_mask``) are kept in metadata.
 _STEPS = METADATA_PREPROCESSING + ".steps"
 _MASK = METADATA_PREPROCESSING + ".signal_mask"
 
@@ -84,8 +85,6 @@ _CENTER_RESERVED = ("lazy_output", "show_progressbar", "inplace", "shifts", "ret
 _BAD_PIXEL_OPTIONS = ("hot", "dead", "threshold_multiplier", "dead_pixel_value", "mask")
 _ROLLING_BALL_OPTIONS = ("radius", "kernel", "nansafe", "workers")
 _ROLLING_BALL_RADIUS = 10.0
-# Keys of the stored results that belong to the data before preparation.
-_STALE_RESULTS = (METADATA_SWEEP, METADATA_DECISION, METADATA_PHASE_MAPS)
 
 
 def prepare_for_nmf(
@@ -207,27 +206,25 @@ def prepare_for_nmf(
     >>> preprocessing_record(prepared)[2]["factor"]
     2
     """
-    from .signals import _show
-
     sig_shape = _check_signal(signal)
     center_opts = _center_options(center)
     bad_opts = _bad_pixel_options(bad_pixels, sig_shape)
     background_opts = _background_options(background, background_kwargs, sig_shape)
     binning = _binning(binning, sig_shape)
-    blur_sigma = _positive(blur_sigma, "blur_sigma")
+    blur_sigma = positive_number(blur_sigma, "blur_sigma", allow_none=True)
     if scaling is not None and not isinstance(scaling, str):
         raise TypeError(f"scaling must be a str or None, got {scaling!r}")
     if scaling is not None and scaling not in SCALINGS:
         raise ValueError(f"scaling must be None or one of {tuple(SCALINGS)}, got {scaling!r}")
     final_shape = tuple(n // (binning or 1) for n in sig_shape)
-    beam_mask_radius = _positive(beam_mask_radius, "beam_mask_radius")
+    beam_mask_radius = positive_number(beam_mask_radius, "beam_mask_radius", allow_none=True)
     if beam_mask_radius is not None and not beam_mask_radius < min(final_shape) / 2:
         raise ValueError(
             f"beam_mask_radius={beam_mask_radius:g} px is too large for the prepared pattern "
             f"{final_shape} (ky, kx): it must be less than half the smaller side, "
             f"{min(final_shape) / 2:g} px"
         )
-    show = _show(show_progressbar)
+    show = resolve_progressbar(show_progressbar)
 
     steps = preprocessing_record(signal)
     out = signal.deepcopy()
@@ -423,10 +420,7 @@ def _subtract_background(out, opts: dict, show: bool) -> dict:
 
 
 def _beam_mask(out, radius: float) -> dict:
-    from .signals import NMFDecideDiffraction2D
-
-    # Unbound, so that a plain pyxem Diffraction2D works too.
-    mask = np.asarray(NMFDecideDiffraction2D.direct_beam_mask(out, radius), dtype=bool)
+    mask = np.asarray(direct_beam_mask(out, radius), dtype=bool)
     if mask.all():
         raise ValueError(f"beam_mask_radius={radius:g} px masks the whole pattern")
     yy, xx = np.nonzero(mask)
@@ -507,7 +501,9 @@ def _center_options(center) -> dict | None:
             f"center: {unknown} not accepted by method {method!r}; valid: "
             f"{sorted(valid | set(_CENTER_OPTIONS))}"
         )
-    opts["max_shift"] = _positive(opts.get("max_shift"), "center['max_shift']")
+    opts["max_shift"] = positive_number(
+        opts.get("max_shift"), "center['max_shift']", allow_none=True
+    )
     opts.setdefault("on_failure", "raise")
     if opts["on_failure"] not in ("raise", "median"):
         raise ValueError(
@@ -554,8 +550,10 @@ def _bad_pixel_options(bad_pixels, sig_shape: tuple[int, int]) -> dict | None:
     opts = {
         "hot": bool(given.get("hot", True)),
         "dead": bool(given.get("dead", True)),
-        "threshold_multiplier": _positive(
-            given.get("threshold_multiplier", 500), "bad_pixels['threshold_multiplier']"
+        "threshold_multiplier": positive_number(
+            given.get("threshold_multiplier", 500),
+            "bad_pixels['threshold_multiplier']",
+            allow_none=True,
         ),
         "dead_pixel_value": given.get("dead_pixel_value", 0),
         "mask": given.get("mask"),
@@ -608,8 +606,10 @@ def _background_options(background, background_kwargs, sig_shape) -> dict | None
     kwargs = dict(background_kwargs or {})
     if background == "rolling_ball":
         valid = _ROLLING_BALL_OPTIONS
-        kwargs["radius"] = _positive(
-            kwargs.get("radius", _ROLLING_BALL_RADIUS), "background_kwargs['radius']"
+        kwargs["radius"] = positive_number(
+            kwargs.get("radius", _ROLLING_BALL_RADIUS),
+            "background_kwargs['radius']",
+            allow_none=True,
         )
     else:
         valid = tuple(_defaults(_background_functions()[background]))
@@ -634,17 +634,6 @@ def _binning(binning, sig_shape: tuple[int, int]) -> int | None:
             f"binning={binning} does not divide the pattern shape {sig_shape} (ky, kx)"
         )
     return binning if binning > 1 else None
-
-
-def _positive(value, name: str) -> float | None:
-    """None, or a finite real number > 0 as a float; else TypeError/ValueError naming it."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -673,15 +662,99 @@ def _defaults(function) -> dict:
 
 
 def _jsonable(value):
-    """Plain JSON values (lists for tuples and arrays, Python numbers for numpy ones)."""
-    return json.loads(json.dumps(value, default=_summarise))
+    """Plain JSON values; large arrays (a rolling-ball kernel, a mask) described, not written."""
+    return to_jsonable(value, summarise_above=16)
 
 
-def _summarise(value):
-    # Large arrays (a custom rolling-ball kernel, a mask) are described, not written out.
-    if isinstance(value, np.ndarray) and value.size > 16:
-        return f"array of shape {value.shape}, dtype {value.dtype}"
-    return json_default(value)
+# -- the direct beam of a scan -----------------------------------------------------------------
+def direct_beam(signal: Diffraction2D) -> DirectBeam:
+    """The direct beam of the mean pattern: its position and radius, or why none is found.
+
+    The beam is found by pyxem's blur-maximum finder on the mean pattern (one pass over a
+    lazy scan) and its radius measured from its own azimuthal profile: where its excess
+    over the diffuse scattering around it ends (see
+    :func:`hyperspy_nmfdecide.beam.find_direct_beam`).  This is what ``nmf_sweep`` masks by
+    default.
+
+    Returns
+    -------
+    DirectBeam
+        ``found``, ``position`` (x, y pixels), ``radius``, ``reason``, ``mask(shape)``.
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.data import simulated_scan
+    >>> s = simulated_scan(nav_shape=(4, 4), pattern_size=32, random_state=0).signal
+    >>> beam = s.direct_beam()
+    >>> beam.found, [round(v) for v in beam.position]  # at (16 + 1.5, 16 - 2)
+    (True, [18, 14])
+    """
+    require_2d_patterns(signal, "direct_beam")
+    mean = signal.mean(axis=signal.axes_manager.navigation_axes)
+    if mean._lazy:
+        mean.compute()
+    return find_direct_beam(np.asarray(mean.data, dtype=np.float64))
+
+
+def direct_beam_mask(
+    signal: Diffraction2D, radius: float | None = None, *, method: str = "blur", **kwargs
+) -> np.ndarray:
+    """Boolean mask of a disc around the *found* direct beam (True = excluded).
+
+    pyxem's ``get_direct_beam_mask`` centres the disc on the detector centre; here the
+    beam is located first on the mean pattern (one pass for lazy data), so the mask
+    follows a beam that is off-centre.
+
+    Parameters
+    ----------
+    radius : float, optional
+        Disc radius in pixels.  None: the beam and its radius as :func:`direct_beam`
+        measures them (the mask ``nmf_sweep`` uses by default); a ValueError when no beam
+        stands out.
+    method : str
+        With ``radius``: passed to pyxem's ``get_direct_beam_position`` (``"blur"``,
+        ``"center_of_mass"``, ...).
+    **kwargs
+        Passed to ``get_direct_beam_position``; for ``"blur"`` ``sigma`` defaults to 2.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_ky, n_kx) boolean, for ``nmf_sweep(signal_mask=...)``.
+
+    Examples
+    --------
+    >>> from hyperspy_nmfdecide.data import simulated_scan
+    >>> s = simulated_scan(nav_shape=(4, 4), pattern_size=32, random_state=0).signal
+    >>> s.direct_beam_mask(radius=3).shape
+    (32, 32)
+    >>> bool(s.direct_beam_mask().sum() > 0)
+    True
+    """
+    sig_shape = signal.data.shape[signal.axes_manager.navigation_dimension :]
+    if radius is None:
+        beam = direct_beam(signal)
+        if not beam.found:
+            raise ValueError(f"direct_beam_mask: {beam.reason}; give radius= to mask anyway")
+        return beam.mask(sig_shape)
+    if not radius > 0:
+        raise ValueError(f"radius must be > 0 pixels, got {radius!r}")
+    if radius > max(sig_shape):
+        raise ValueError(f"radius {radius} is larger than the pattern {sig_shape}")
+    mean = signal.mean(axis=signal.axes_manager.navigation_axes)
+    if mean._lazy:
+        mean.compute()
+    from pyxem.signals import ElectronDiffraction2D
+
+    mean = ElectronDiffraction2D(np.asarray(mean.data)[np.newaxis])
+    if method == "blur":
+        kwargs.setdefault("sigma", 2)
+    shifts = mean.get_direct_beam_position(method=method, show_progressbar=False, **kwargs)
+    shift = np.asarray(shifts.data).reshape(-1, 2)[0]
+    # pyxem returns the shift that *centres* the beam: the beam sits at centre - shift.
+    centre = np.array(sig_shape[::-1], dtype=float) / 2 - shift  # (x, y) in pixels
+    yy, xx = np.indices(sig_shape)
+    return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
 
 
 def drop_stale_results(signal) -> None:
@@ -696,7 +769,7 @@ def drop_stale_results(signal) -> None:
     >>> s.metadata.has_item("NMFDecide.sweep")
     False
     """
-    for path in _STALE_RESULTS:
+    for path in STORED_RESULTS:
         if signal.metadata.has_item(path):
             _logger.info("%s describes other data: left out of the prepared signal", path)
             _delete_item(signal.metadata, path)

@@ -6,6 +6,7 @@ the result (DESIGN §1).  No arithmetic on patterns happens here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -14,20 +15,29 @@ from collections.abc import Iterable
 import numpy as np
 from pyxem.signals import ElectronDiffraction2D, LazyElectronDiffraction2D
 
-from .beam import DirectBeam, find_direct_beam
-from .decide import METHODS, KRangeWarning, evaluate
+from ._utils import require_2d_patterns, resolve_progressbar
+from .decide import KRangeWarning, evaluate
 from .epattern import SpotTable, reconstruct, register_spots, to_sparse
 from .nmf.sweep import run_sweep
-from .phasemaps import METADATA_PHASE_MAPS, PhaseMaps, compute_phase_maps
+from .phases import N_STAGES
 from .prepare import (
-    METADATA_PREPROCESSING,
+    direct_beam,
+    direct_beam_mask,
     drop_stale_results,
     prepare_for_nmf,
     preprocessing_record,
 )
-from .results import METADATA_DECISION, METADATA_SWEEP, KDecision, NMFSweep
+from .results import (
+    METADATA_DECISION,
+    METADATA_PREPROCESSING,
+    KDecision,
+    NMFSweep,
+    PhaseMaps,
+)
 
 _logger = logging.getLogger(__name__)
+
+__all__ = ["LazyNMFDecideDiffraction2D", "NMFDecideDiffraction2D"]
 
 METADATA_PREPROCESSING_MASK = METADATA_PREPROCESSING + ".signal_mask"
 
@@ -41,8 +51,11 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
     _signal_type = "nmf_decide"
 
-    # The preprocessing chain works on any pyxem Diffraction2D: one function, bound here.
+    # The preprocessing chain and the beam finder work on any pyxem Diffraction2D: functions of
+    # prepare.py, bound here.
     prepare_for_nmf = prepare_for_nmf
+    direct_beam = direct_beam
+    direct_beam_mask = direct_beam_mask
 
     def nmf_sweep(
         self,
@@ -146,27 +159,18 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         >>> sweep.get_loadings(3).axes_manager.signal_shape == s.axes_manager.navigation_shape
         True
         """
-        from hyperspy.external.progressbar import progressbar
-
-        sig_shape = self.data.shape[self.axes_manager.navigation_dimension :]
-        nav_shape = self.data.shape[: self.axes_manager.navigation_dimension]
-        _check_2d_patterns(self, "nmf_sweep")
-        signal_mask, mask_record = self._sweep_signal_mask(signal_mask, sig_shape)
-        navigation_mask = _as_mask(navigation_mask, nav_shape, "navigation_mask")
-        n_probe = int(np.prod(nav_shape, dtype=int))
-        n_pixel = int(np.prod(sig_shape, dtype=int))
+        require_2d_patterns(self, "nmf_sweep")
+        nav_dim = self.axes_manager.navigation_dimension
+        signal_mask, mask_record = self._sweep_signal_mask(signal_mask, self.data.shape[nav_dim:])
+        navigation_mask = _as_mask(navigation_mask, self.data.shape[:nav_dim], "navigation_mask")
         if spots is None:
-            matrix, chunk_rows = self._as_matrix(n_probe, n_pixel)
+            matrix, chunk_rows = self._as_matrix(*self._matrix_shape())
         else:
             self._check_spots(spots)
             matrix, chunk_rows = to_sparse(spots), None
-        bar = progressbar(
-            total=None,
-            disable=not _show(show_progressbar),
-            unit="pass",
-            desc="NMF sweep, passes over the data",
-        )
-        try:
+        with _progressbar(
+            show_progressbar, None, "NMF sweep, passes over the data", unit="pass"
+        ) as bar:
             arrays = run_sweep(
                 matrix,
                 list(k_range),
@@ -176,8 +180,8 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 max_iter=max_iter,
                 tol=tol,
                 inner_sweeps=inner_sweeps,
-                row_mask=None if navigation_mask is None else navigation_mask.ravel(),
-                col_mask=None if signal_mask is None else signal_mask.ravel(),
+                row_mask=_ravel(navigation_mask),
+                col_mask=_ravel(signal_mask),
                 random_state=random_state,
                 negative_values=negative_values,
                 chunk_rows=chunk_rows,
@@ -185,8 +189,6 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 checkpoint_interval=checkpoint_interval,
                 on_pass=bar.update,
             )
-        finally:
-            bar.close()
         sweep = NMFSweep(
             arrays=arrays,
             axes=list(self.axes_manager.as_dictionary().values()),
@@ -209,7 +211,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             source_metadata=self._source_metadata(),
         )
         if store:
-            self.metadata.set_item(METADATA_SWEEP, sweep.to_dict())
+            sweep.store(self)
         return sweep
 
     def get_nmf_sweep(self) -> NMFSweep:
@@ -223,7 +225,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         >>> s.get_nmf_sweep().k_values.tolist()
         [1, 2]
         """
-        return self._stored(METADATA_SWEEP, NMFSweep, "No NMF sweep is stored", "nmf_sweep")
+        return NMFSweep.from_signal(self)
 
     def decide_k(
         self,
@@ -297,83 +299,39 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         >>> decision.k == scan.true_k
         True
         """
-        from hyperspy.external.progressbar import progressbar
-
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if margin is not None and not margin > 1:
-            raise ValueError(f"margin must be > 1, got {margin!r}")
-        if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
-            raise TypeError(f"random_state must be an int, got {random_state!r}")
         sweep = self._sweep_for(sweep)
-        n_probe, n_pixel = self._matrix_shape()
-        matrix, chunk_rows = self._as_matrix(n_probe, n_pixel)
-        ks = [int(k) for k in sweep.k_values]
-        bar = progressbar(
-            total=1, disable=not _show(show_progressbar), desc="decide_k: noise edge and IQA"
-        )
-        try:
-            decision, columns, spectrum = evaluate(
+        matrix, chunk_rows = self._as_matrix(*self._matrix_shape())
+        with _progressbar(show_progressbar, len(sweep.k_values) + 2, "decide_k") as bar:
+            decision = evaluate(
+                sweep.arrays,
                 matrix,
-                k_values=ks,
-                loss=sweep.loss,
-                best_loss=sweep.best_loss,
-                factors={k: sweep._best(k)[0] for k in ks},
-                loadings={k: sweep._best(k)[1] for k in ks},
-                runner_up=sweep.arrays.runner_up or None,
                 pattern_shape=self.data.shape[self.axes_manager.navigation_dimension :],
                 scan_shape=_scan_shape(self),
-                row_mask=_ravel(sweep.navigation_mask),
-                col_mask=_ravel(sweep.signal_mask),
-                negative_values=sweep.params.get("negative_values", "raise"),
                 chunk_rows=chunk_rows,
                 method=method,
                 n_sample=n_sample,
                 margin=margin,
                 binning=binning,
                 random_state=random_state,
+                progress=bar.update,
+                **sweep.matrix_options(),
             )
-            bar.update()
-        finally:
-            bar.close()
-        if decision.suggested_range is not None:
-            low, high = decision.suggested_range
+        result = KDecision.from_decision(decision)
+        if result.suggested_range is not None:
+            low, high = result.suggested_range
             warnings.warn(
-                f"The sweep's k range ({ks[0]}..{ks[-1]}) does not bracket the decision: "
-                f"run nmf_sweep(range({low}, {high + 1})) and decide again.",
+                f"The sweep's k range ({sweep.k_values[0]}..{sweep.k_values[-1]}) does not "
+                f"bracket the decision: run nmf_sweep(range({low}, {high + 1})) and decide again.",
                 KRangeWarning,
                 stacklevel=2,
             )
-        result = KDecision(
-            k=decision.k,
-            elbow_k=decision.elbow_k,
-            method=decision.method,
-            reason=decision.reason,
-            k_values=np.asarray(ks),
-            columns=columns,
-            spectrum={
-                "squared_singular_values": spectrum.squared_singular_values,
-                "noise_edge": spectrum.noise_edge,
-                "noise_scale": spectrum.noise_scale,
-                "shape": list(spectrum.shape),
-            },
-            suggested_range=decision.suggested_range,
-            params={
-                "n_sample": int(n_sample),
-                "margin": spectrum.default_margin if margin is None else float(margin),
-                "binning": spectrum.binning,
-                "random_state": int(random_state),
-            },
-            noise=spectrum.noise.to_dict(),
-            fallback=decision.fallback,
-        )
         if store:
-            self.metadata.set_item(METADATA_DECISION, result.to_dict())
+            result.store(self)
         return result
 
     def get_k_decision(self) -> KDecision:
         """The decision stored by the last :meth:`decide_k` (also after save and load)."""
-        return self._stored(METADATA_DECISION, KDecision, "No k decision is stored", "decide_k")
+        return KDecision.from_signal(self)
 
     def phase_maps(
         self,
@@ -425,8 +383,6 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         >>> pm.labels.axes_manager.signal_shape == s.axes_manager.navigation_shape
         True
         """
-        from hyperspy.external.progressbar import progressbar
-
         sweep = self._sweep_for(sweep)
         if k is None:
             if not self.metadata.has_item(METADATA_DECISION):
@@ -435,11 +391,9 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                     f"(available k: {sweep.k_values.tolist()})"
                 )
             k = self.get_k_decision().k
-        n_probe, n_pixel = self._matrix_shape()
-        matrix, chunk_rows = self._as_matrix(n_probe, n_pixel)
-        bar = progressbar(total=1, disable=not _show(show_progressbar), desc="phase maps")
-        try:
-            result = compute_phase_maps(
+        matrix, chunk_rows = self._as_matrix(*self._matrix_shape())
+        with _progressbar(show_progressbar, N_STAGES, "phase maps") as bar:
+            result = PhaseMaps.from_sweep(
                 sweep,
                 k,
                 matrix,
@@ -447,19 +401,15 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 min_size=min_size,
                 background=background,
                 chunk_rows=chunk_rows,
+                progress=bar.update,
             )
-            bar.update()
-        finally:
-            bar.close()
         if store:
-            self.metadata.set_item(METADATA_PHASE_MAPS, result.to_dict())
+            result.store(self)
         return result
 
     def get_phase_maps(self) -> PhaseMaps:
         """The phase maps stored by the last :meth:`phase_maps` (also after save and load)."""
-        return self._stored(
-            METADATA_PHASE_MAPS, PhaseMaps, "No phase maps are stored", "phase_maps"
-        )
+        return PhaseMaps.from_signal(self)
 
     def register_spots(
         self,
@@ -499,16 +449,9 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         >>> table.nav_shape, bool(table.compression_ratio > 1)
         ((6, 6), True)
         """
-        from hyperspy.external.progressbar import progressbar
-
-        _check_2d_patterns(self, "register_spots")
-        bar = progressbar(
-            total=int(np.prod(self.data.shape[: self.axes_manager.navigation_dimension])),
-            disable=not _show(show_progressbar),
-            unit="pattern",
-            desc="Registering spots",
-        )
-        try:
+        require_2d_patterns(self, "register_spots")
+        n_patterns = self._matrix_shape()[0]
+        with _progressbar(show_progressbar, n_patterns, "Registering spots", unit="pattern") as bar:
             return register_spots(
                 self.data,
                 prominence=prominence,
@@ -517,8 +460,6 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 exclude=exclude,
                 show_progress=lambda done, _: bar.update(done - bar.n),
             )
-        finally:
-            bar.close()
 
     def epattern(self, spots: SpotTable | None = None, **register_options):
         """Patterns redrawn from their registered spots only (ePattern reconstruction).
@@ -572,92 +513,6 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         out.title = f"{self.metadata.General.title} (ePattern)".strip()
         return out
 
-    def direct_beam(self) -> DirectBeam:
-        """The direct beam of the mean pattern: its position and radius, or why none is found.
-
-        The beam is found by pyxem's blur-maximum finder on the mean pattern (one pass over a
-        lazy scan) and its radius measured from its own azimuthal profile: where its excess
-        over the diffuse scattering around it ends (see
-        :func:`hyperspy_nmfdecide.beam.find_direct_beam`).  This is what ``nmf_sweep`` masks by
-        default.
-
-        Returns
-        -------
-        DirectBeam
-            ``found``, ``position`` (x, y pixels), ``radius``, ``reason``, ``mask(shape)``.
-
-        Examples
-        --------
-        >>> from hyperspy_nmfdecide.data import simulated_scan
-        >>> s = simulated_scan(nav_shape=(4, 4), pattern_size=32, random_state=0).signal
-        >>> beam = s.direct_beam()
-        >>> beam.found, [round(v) for v in beam.position]  # at (16 + 1.5, 16 - 2)
-        (True, [18, 14])
-        """
-        _check_2d_patterns(self, "direct_beam")
-        mean = self.mean(axis=self.axes_manager.navigation_axes)
-        if mean._lazy:
-            mean.compute()
-        return find_direct_beam(np.asarray(mean.data, dtype=np.float64))
-
-    def direct_beam_mask(
-        self, radius: float | None = None, *, method: str = "blur", **kwargs
-    ) -> np.ndarray:
-        """Boolean mask of a disc around the *found* direct beam (True = excluded).
-
-        pyxem's ``get_direct_beam_mask`` centres the disc on the detector centre; here the
-        beam is located first on the mean pattern (one pass for lazy data), so the mask
-        follows a beam that is off-centre.
-
-        Parameters
-        ----------
-        radius : float, optional
-            Disc radius in pixels.  None: the beam and its radius as :meth:`direct_beam`
-            measures them (the mask ``nmf_sweep`` uses by default); a ValueError when no beam
-            stands out.
-        method : str
-            With ``radius``: passed to pyxem's ``get_direct_beam_position`` (``"blur"``,
-            ``"center_of_mass"``, ...).
-        **kwargs
-            Passed to ``get_direct_beam_position``; for ``"blur"`` ``sigma`` defaults to 2.
-
-        Returns
-        -------
-        numpy.ndarray
-            (n_ky, n_kx) boolean, for ``nmf_sweep(signal_mask=...)``.
-
-        Examples
-        --------
-        >>> from hyperspy_nmfdecide.data import simulated_scan
-        >>> s = simulated_scan(nav_shape=(4, 4), pattern_size=32, random_state=0).signal
-        >>> s.direct_beam_mask(radius=3).shape
-        (32, 32)
-        >>> bool(s.direct_beam_mask().sum() > 0)
-        True
-        """
-        sig_shape = self.data.shape[self.axes_manager.navigation_dimension :]
-        if radius is None:
-            beam = self.direct_beam()
-            if not beam.found:
-                raise ValueError(f"direct_beam_mask: {beam.reason}; give radius= to mask anyway")
-            return beam.mask(sig_shape)
-        if not radius > 0:
-            raise ValueError(f"radius must be > 0 pixels, got {radius!r}")
-        if radius > max(sig_shape):
-            raise ValueError(f"radius {radius} is larger than the pattern {sig_shape}")
-        mean = self.mean(axis=self.axes_manager.navigation_axes)
-        if mean._lazy:
-            mean.compute()
-        mean = NMFDecideDiffraction2D(np.asarray(mean.data)[np.newaxis])
-        if method == "blur":
-            kwargs.setdefault("sigma", 2)
-        shifts = mean.get_direct_beam_position(method=method, show_progressbar=False, **kwargs)
-        shift = np.asarray(shifts.data).reshape(-1, 2)[0]
-        # pyxem returns the shift that *centres* the beam: the beam sits at centre - shift.
-        centre = np.array(sig_shape[::-1], dtype=float) / 2 - shift  # (x, y) in pixels
-        yy, xx = np.indices(sig_shape)
-        return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
-
     # -- helpers -----------------------------------------------------------------------------
     def _check_spots(self, spots) -> None:
         if not isinstance(spots, SpotTable):
@@ -697,12 +552,6 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         nav_dim = self.axes_manager.navigation_dimension
         shape = self.data.shape
         return int(np.prod(shape[:nav_dim], dtype=int)), int(np.prod(shape[nav_dim:], dtype=int))
-
-    def _stored(self, path: str, result_type, missing: str, method: str):
-        """A result kept in ``metadata`` at ``path``, or a RuntimeError naming the method."""
-        if not self.metadata.has_item(path):
-            raise RuntimeError(f"{missing} on this signal: run s.{method}() first.")
-        return result_type.from_dict(self.metadata.get_item(path).as_dictionary())
 
     def _sweep_for(self, sweep: NMFSweep | None) -> NMFSweep:
         """The given sweep, or the stored one, checked to belong to this signal's data."""
@@ -744,26 +593,24 @@ class LazyNMFDecideDiffraction2D(LazyElectronDiffraction2D, NMFDecideDiffraction
     """Lazy (dask-backed) twin of :class:`NMFDecideDiffraction2D`."""
 
 
-def _check_2d_patterns(signal, method: str) -> None:
-    if signal.axes_manager.signal_dimension != 2:
-        raise ValueError(
-            f"{method} needs 2-D patterns; this signal has signal dimension "
-            f"{signal.axes_manager.signal_dimension}"
-        )
-
-
 def _scan_shape(signal) -> tuple[int, int] | None:
     """(ny, nx) of a 2-D scan in array order, or None for another navigation dimension."""
     shape = signal.data.shape[: signal.axes_manager.navigation_dimension]
     return tuple(int(n) for n in shape) if len(shape) == 2 else None
 
 
-def _show(show_progressbar: bool | None) -> bool:
-    if show_progressbar is None:
-        from hyperspy.defaults_parser import preferences
+@contextlib.contextmanager
+def _progressbar(show_progressbar: bool | None, total: int | None, desc: str, **options):
+    """HyperSpy's progress bar (closed however the block ends)."""
+    from hyperspy.external.progressbar import progressbar
 
-        return bool(preferences.General.show_progressbar)
-    return bool(show_progressbar)
+    bar = progressbar(
+        total=total, disable=not resolve_progressbar(show_progressbar), desc=desc, **options
+    )
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def _ravel(mask: np.ndarray | None) -> np.ndarray | None:

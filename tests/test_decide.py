@@ -8,7 +8,7 @@ from scipy import ndimage
 from hyperspy_nmfdecide.data import simulated_scan
 from hyperspy_nmfdecide.decide import (
     NoiseSpectrum,
-    decide,
+    choose_k,
     elbow_k,
     iqa_evidence,
     noise_spectrum,
@@ -141,21 +141,21 @@ SPECTRUM = NoiseSpectrum(np.array([90.0, 12.0, 3.0, 1.02, 1.0, 0.98]), 1.0, 1.0,
 
 def test_decide_methods_and_reason():
     ks, loss = [2, 3, 4, 5, 6], [5.0, 2.0, 1.1, 1.05, 1.0]
-    noise = decide(ks, loss, spectrum=SPECTRUM)
+    noise = choose_k(ks, loss, spectrum=SPECTRUM)
     assert (noise.k, noise.method, noise.suggested_range) == (3, "noise", None)
     assert "above the noise edge" in noise.reason and "k = 3" in noise.reason
-    assert decide(ks, loss, method="elbow").k == noise.elbow_k
+    assert choose_k(ks, loss, method="elbow").k == noise.elbow_k
     ssim = {"ssim": np.array([0.5, 0.8, 0.9, 0.901, 0.9015])}
-    assert decide(ks, loss, method="iqa", fidelity=ssim).k == 4
+    assert choose_k(ks, loss, method="iqa", fidelity=ssim).k == 4
 
 
 def test_decide_says_when_the_range_does_not_bracket():
-    result = decide(
+    result = choose_k(
         [1, 2, 3], [3.0, 2.0, 1.5], spectrum=NoiseSpectrum(np.full(5, 9.0), 1, 1, (900, 400))
     )
     assert result.k == 3 and result.suggested_range == (1, 7)
     assert "does not bracket" in result.reason
-    low = decide([4, 5, 6], [3.0, 2.0, 1.5], spectrum=SPECTRUM)
+    low = choose_k([4, 5, 6], [3.0, 2.0, 1.5], spectrum=SPECTRUM)
     assert low.k == 4 and low.suggested_range[0] == 1
 
 
@@ -171,7 +171,7 @@ def test_decide_says_when_the_range_does_not_bracket():
 )
 def test_decide_errors(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        decide(*args, **kwargs)
+        choose_k(*args, **kwargs)
 
 
 # -- IQA evidence ---------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from hyperspy_nmfdecide import phases
 from hyperspy_nmfdecide.data import simulated_scan
-from hyperspy_nmfdecide.phasemaps import METADATA_PHASE_MAPS, PhaseMaps, compute_phase_maps
+from hyperspy_nmfdecide.results import METADATA_PHASE_MAPS, PhaseMaps
 
 DOSE = 5000.0
 
@@ -58,7 +58,7 @@ def three():
 @pytest.fixture(scope="module")
 def pm_two(two):
     scan, sweep, x = two
-    return compute_phase_maps(sweep, scan.true_k, x)
+    return PhaseMaps.from_sweep(sweep, scan.true_k, x)
 
 
 def overlap_f1(predicted, truth):
@@ -84,7 +84,7 @@ def test_labels_and_overlap_match_the_truth(case, request):
     # the boundary is a large share.  ARI >= 0.8 and overlap F1 >= 0.7 leave room for that and
     # still fail for a wrong number of phases, a missed overlap or a split crystal.
     scan, sweep, x = request.getfixturevalue(case)
-    pm = compute_phase_maps(sweep, scan.true_k, x)
+    pm = PhaseMaps.from_sweep(sweep, scan.true_k, x)
     assert adjusted_rand_score(scan.labels.ravel(), pm.label_array.ravel()) >= 0.8
     assert scan.overlap.any()
     assert overlap_f1(pm.overlap_array, scan.overlap) >= 0.7
@@ -97,22 +97,22 @@ def test_labels_and_overlap_match_the_truth(case, request):
 @pytest.mark.parametrize("case", ["two", "three"])
 def test_background_is_recognised(case, request):
     scan, sweep, x = request.getfixturevalue(case)
-    pm = compute_phase_maps(sweep, scan.true_k, x)
+    pm = PhaseMaps.from_sweep(sweep, scan.true_k, x)
     match = source_of_component(pm.factors, scan)
     expected = next(c for c, s in match.items() if s == scan.background_index)
     assert pm.background_index == expected
     # Its mask is presence nearly everywhere; the crystals' masks are not.
     assert pm.mask_array[expected].mean() > 0.9
     # Given explicitly, or switched off, the background is used as told.
-    assert compute_phase_maps(sweep, scan.true_k, x, background=expected).legend == pm.legend
-    none = compute_phase_maps(sweep, scan.true_k, x, background=None)
+    assert PhaseMaps.from_sweep(sweep, scan.true_k, x, background=expected).legend == pm.legend
+    none = PhaseMaps.from_sweep(sweep, scan.true_k, x, background=None)
     assert none.background_index is None
     assert any(expected in m for m in none.legend.values())
 
 
 def test_grains_have_no_overlap_beyond_a_speck_at_their_boundary():
     scan, sweep, x = _case(2, "grains", 2)
-    pm = compute_phase_maps(sweep, scan.true_k, x)
+    pm = PhaseMaps.from_sweep(sweep, scan.true_k, x)
     assert not scan.overlap.any()
     # A probe next to a boundary may pass both thresholds (the loadings of the fit with the
     # lowest MSE leak ~20 % across this scan's boundary near its edge); no more than the
@@ -130,7 +130,7 @@ def test_grains_have_no_overlap_beyond_a_speck_at_their_boundary():
 
 def test_gradient_is_one_phase_at_the_true_k():
     scan, sweep, x = _case(2, "gradient", 3)
-    pm = compute_phase_maps(sweep, scan.true_k, x)
+    pm = PhaseMaps.from_sweep(sweep, scan.true_k, x)
     graded = 1  # crystal 1 (source 1) carries the x4 thickness ramp
     assert scan.params["gradient"]["crystal"] == 1
     alone = scan.labels == next(lab for lab, m in scan.label_sets.items() if m == (graded,))
@@ -271,14 +271,14 @@ def test_lazy_and_integer_data_give_the_same_raw_means(two, pm_two):
     lazy = scan.signal.as_lazy()
     lazy_x = matrix(lazy)
     assert isinstance(lazy_x, da.Array)
-    pm_lazy = compute_phase_maps(sweep, scan.true_k, lazy_x)
+    pm_lazy = PhaseMaps.from_sweep(sweep, scan.true_k, lazy_x)
     # The counts are integers held exactly in float64, so every summation order agrees.
     np.testing.assert_array_equal(pm_lazy.raw_mean_array, pm_two.raw_mean_array)
     np.testing.assert_array_equal(pm_lazy.label_array, pm_two.label_array)
     chunked = da.from_array(x, chunks=(50, x.shape[1]))
-    pm_chunked = compute_phase_maps(sweep, scan.true_k, chunked, chunk_rows=37)
+    pm_chunked = PhaseMaps.from_sweep(sweep, scan.true_k, chunked, chunk_rows=37)
     np.testing.assert_array_equal(pm_chunked.raw_mean_array, pm_two.raw_mean_array)
-    pm_int = compute_phase_maps(sweep, scan.true_k, x.astype(np.uint16), chunk_rows=7)
+    pm_int = PhaseMaps.from_sweep(sweep, scan.true_k, x.astype(np.uint16), chunk_rows=7)
     np.testing.assert_array_equal(pm_int.raw_mean_array, pm_two.raw_mean_array)
     np.testing.assert_array_equal(x, before)
     # The raw means are the plain means over each phase's probes.
@@ -288,7 +288,7 @@ def test_lazy_and_integer_data_give_the_same_raw_means(two, pm_two):
         np.testing.assert_allclose(pm_two.raw_mean_array[label - 1].ravel(), expected)
     # And the NMF reconstruction matches them closely.
     assert all(row["cosine"] > 0.99 and row["ssim"] > 0.9 for row in pm_two.comparison)
-    factors, loadings = sweep._best(scan.true_k)
+    factors, loadings = sweep.best_factorisation(scan.true_k)
     label = 1
     rec = (loadings[flat == label] @ factors).mean(axis=0)
     np.testing.assert_allclose(pm_two.reconstructed_mean_array[0].ravel(), rec, rtol=1e-4)
@@ -302,7 +302,7 @@ def test_navigation_mask_excludes_probes(two):
     sweep = scan.signal.nmf_sweep(
         range(k, k + 1), n_restarts=2, random_state=0, navigation_mask=nav
     )
-    pm = compute_phase_maps(sweep, k, x)
+    pm = PhaseMaps.from_sweep(sweep, k, x)
     assert not pm.label_array[nav].any()
     assert not pm.mask_array[:, nav].any()
     assert pm.tracking["neighbours"] == []
@@ -391,32 +391,32 @@ def test_errors(two):
     scan, sweep, x = two
     k = scan.true_k
     with pytest.raises(ValueError, match=r"available k: \[2, 3, 4\]"):
-        compute_phase_maps(sweep, 7, x)
+        PhaseMaps.from_sweep(sweep, 7, x)
     for bad in (0.0, 1.0, 1.5, -0.2):
         with pytest.raises(ValueError, match="threshold"):
-            compute_phase_maps(sweep, k, x, threshold=bad)
+            PhaseMaps.from_sweep(sweep, k, x, threshold=bad)
     for bad in ("li", True, None):
         with pytest.raises(ValueError, match="threshold"):
-            compute_phase_maps(sweep, k, x, threshold=bad)
+            PhaseMaps.from_sweep(sweep, k, x, threshold=bad)
     with pytest.raises(ValueError, match="min_size must be >= 0"):
-        compute_phase_maps(sweep, k, x, min_size=-1)
+        PhaseMaps.from_sweep(sweep, k, x, min_size=-1)
     with pytest.raises(ValueError, match="min_size .* larger than the scan"):
-        compute_phase_maps(sweep, k, x, min_size=24 * 24 + 1)
+        PhaseMaps.from_sweep(sweep, k, x, min_size=24 * 24 + 1)
     with pytest.raises(ValueError, match="min_size"):
-        compute_phase_maps(sweep, k, x, min_size=2.5)
+        PhaseMaps.from_sweep(sweep, k, x, min_size=2.5)
     with pytest.raises(ValueError, match="background"):
-        compute_phase_maps(sweep, k, x, background=k)
+        PhaseMaps.from_sweep(sweep, k, x, background=k)
     with pytest.raises(ValueError, match="background"):
-        compute_phase_maps(sweep, k, x, background="first")
+        PhaseMaps.from_sweep(sweep, k, x, background="first")
     with pytest.raises(ValueError, match="data"):
-        compute_phase_maps(sweep, k, x[:10])
+        PhaseMaps.from_sweep(sweep, k, x[:10])
     with pytest.raises(ValueError, match="data"):
-        compute_phase_maps(sweep, k, x.ravel())
+        PhaseMaps.from_sweep(sweep, k, x.ravel())
     axes = [dict(a) for a in sweep.axes]
     axes[0]["size"], axes[1]["size"] = 1, 24 * 24
     line = dataclasses.replace(sweep, axes=axes)
     with pytest.raises(ValueError, match="sweep: phase maps need a 2-D scan"):
-        compute_phase_maps(line, k, x)
+        PhaseMaps.from_sweep(line, k, x)
     with pytest.raises(ValueError, match="2-D scan"):
         phases.component_masks(np.ones((1, 5, 2)))
 
