@@ -83,9 +83,29 @@ def test_runs_stopped_at_max_iter_give_one_warning_saying_where_and_what_to_do()
     assert len(messages) == 1
     # Every run (two random starts and the NNDSVD one per k) stopped at the limit.
     assert not result.converged.any() and not result.nndsvd_converged.any()
-    assert "6 runs stopped at max_iter=2 passes" in messages[0]
-    assert "3 of 3 at k=2, 3 of 3 at k=3" in messages[0]
+    assert "the kept run at k = 2, 3 stopped at max_iter=2 passes" in messages[0]
     assert "Raise max_iter" in messages[0] and "raise tol" in messages[0]
+
+
+def test_only_a_kept_run_that_stopped_early_is_warned_about():
+    from types import SimpleNamespace
+
+    from hyperspy_nmfdecide.nmf.sweep import _warn_unconverged
+
+    params = SimpleNamespace(max_iter=200, mode="exact", tol=1e-4, polish_iter=0)
+    # k = 2 kept restart 1 (converged; restart 0 did not), k = 3 kept its NNDSVD run.
+    result = SimpleNamespace(
+        k_values=np.array([2, 3]),
+        best_run=np.array([1, -1]),
+        converged=np.array([[False, True], [True, False]]),
+        nndsvd_converged=np.array([True, True]),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        _warn_unconverged(result, params)
+    result.best_run = np.array([0, -1])
+    with pytest.warns(ConvergenceWarning, match=r"kept run at k = 2 stopped at max_iter=200"):
+        _warn_unconverged(result, params)
 
 
 def test_a_sweep_whose_runs_converge_does_not_warn():
