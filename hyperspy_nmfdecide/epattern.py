@@ -50,6 +50,8 @@ from numpy.typing import ArrayLike
 from scipy import ndimage, sparse
 from skimage.feature import peak_local_max
 
+from ._utils import is_dask, positive_number
+
 _logger = logging.getLogger(__name__)
 
 __all__ = ["SpotTable", "reconstruct", "register_spots", "to_sparse"]
@@ -591,7 +593,7 @@ def _blocks(data, nav_shape, signal_shape) -> Iterator[tuple[np.ndarray, np.ndar
 
 def _chunks(data, nav_shape, signal_shape):
     """Whole-pattern chunks of ``data`` with their flat probe indices (numpy: one chunk)."""
-    if not _is_dask(data):
+    if not is_dask(data):
         yield np.arange(math.prod(nav_shape)), np.reshape(data, (-1,) + signal_shape)
         return
     data = data.rechunk({-2: -1, -1: -1})
@@ -601,10 +603,6 @@ def _chunks(data, nav_shape, signal_shape):
         grid = np.indices(block.shape[:-2]).reshape(len(nav_shape), -1)
         position = tuple(axis + start[i] for axis, start, i in zip(grid, starts, index))
         yield np.ravel_multi_index(position, nav_shape), block.reshape((-1,) + signal_shape)
-
-
-def _is_dask(data) -> bool:
-    return type(data).__module__.split(".")[0] == "dask"
 
 
 def _check_values(patterns: np.ndarray) -> None:
@@ -617,12 +615,12 @@ def _check_values(patterns: np.ndarray) -> None:
 
 
 def _check_settings(prominence, min_distance, max_radius, signal_shape) -> dict[str, Any]:
-    prominence = _positive(prominence, "prominence")
+    prominence = positive_number(prominence, "prominence")
     if isinstance(min_distance, bool) or not isinstance(min_distance, (int, np.integer)):
         raise ValueError(f"min_distance must be an integer ≥ 1, got {min_distance!r}")
     if min_distance < 1:
         raise ValueError(f"min_distance must be an integer ≥ 1, got {min_distance!r}")
-    max_radius = _positive(max_radius, "max_radius")
+    max_radius = positive_number(max_radius, "max_radius")
     limit = min(signal_shape) / 2
     if max_radius > limit:
         raise ValueError(
@@ -636,16 +634,6 @@ def _check_settings(prominence, min_distance, max_radius, signal_shape) -> dict[
         "min_distance": int(min_distance),
         "max_radius": max_radius,
     }
-
-
-def _positive(value, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not (math.isfinite(number) and number > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return number
 
 
 def _check_exclude(exclude, signal_shape) -> np.ndarray:

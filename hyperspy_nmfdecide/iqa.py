@@ -50,6 +50,8 @@ from numpy.typing import ArrayLike
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from ._utils import is_dask
+
 _logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -701,8 +703,6 @@ def get_metric(name: str) -> Metric:
 # --------------------------------------------------------------------------------------------
 # batched evaluation
 # --------------------------------------------------------------------------------------------
-def _is_dask(x: Any) -> bool:
-    return type(x).__module__.split(".")[0] == "dask"
 
 
 def _batch_numpy(metric: Metric | Callable, ref: Any, dist: Any, data_range: float, kw: dict):
@@ -775,7 +775,7 @@ def batch(
     """
     m = metric if (isinstance(metric, Metric) or callable(metric)) else get_metric(metric)
     dr = _check_data_range(data_range)
-    if not (_is_dask(references) or _is_dask(distorted)):
+    if not (is_dask(references) or is_dask(distorted)):
         return _batch_numpy(m, references, distorted, dr, kwargs)
 
     import dask.array as da

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .nmf.operators import DTYPE, InProcessChunks, MatrixStats
+from .nmf.chunks import DTYPE, InProcessChunks, MatrixStats
 
 _logger = logging.getLogger(__name__)
 
