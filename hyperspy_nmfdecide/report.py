@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from ._utils import to_jsonable
+from .axes import plain_units
 from .plot import plot_components, plot_data_overview, plot_true_labels, plot_true_sources
-from .plot._axes import plain_units
 from .virtual_detectors import calibrate_detectors, find_virtual_detectors
 
 _logger = logging.getLogger(__name__)

@@ -189,25 +189,26 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 checkpoint_interval=checkpoint_interval,
                 on_pass=bar.update,
             )
+        params = {
+            "solver": solver,
+            "mode": mode,
+            "max_iter": int(max_iter),
+            "tol": float(tol),
+            "inner_sweeps": int(inner_sweeps),
+            "n_restarts": int(n_restarts),
+            "random_state": str(arrays.entropy),
+            "negative_values": negative_values,
+            "lazy": bool(self._lazy),
+            "chunk_rows": chunk_rows,
+            "input": "patterns" if spots is None else "spots (sparse)",
+            "signal_mask": mask_record,
+        }
         sweep = NMFSweep(
             arrays=arrays,
             axes=list(self.axes_manager.as_dictionary().values()),
             navigation_mask=navigation_mask,
             signal_mask=signal_mask,
-            params={
-                "solver": solver,
-                "mode": mode,
-                "max_iter": int(max_iter),
-                "tol": float(tol),
-                "inner_sweeps": int(inner_sweeps),
-                "n_restarts": int(n_restarts),
-                "random_state": str(arrays.entropy),
-                "negative_values": negative_values,
-                "lazy": bool(self._lazy),
-                "chunk_rows": chunk_rows,
-                "input": "patterns" if spots is None else "spots (sparse)",
-                "signal_mask": mask_record,
-            },
+            params=params,
             source_metadata=self._source_metadata(),
         )
         if store:

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .plot._axes import axis_values, pixel_to_value
+from .axes import axis_values, pixel_to_value
 
 __all__ = ["calibrate_detectors", "find_virtual_detectors"]
 

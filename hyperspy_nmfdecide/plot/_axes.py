@@ -1,10 +1,8 @@
-"""Calibrated axes for every figure: image extents, axis labels with units, aspect, pixel → value.
+"""Calibrated axes for every figure: image extents, aspect, the calibrated image itself.
 
-One reader for both kinds of axis the package meets: HyperSpy axes (``DataAxis`` and its
-subclasses, with ``axis``, ``name``, ``units``) and the axis dicts that results keep
-(``get_axis_dictionary()`` output: ``size``, ``scale``, ``offset``, ``name``, ``units``, or
-``axis`` for a non-uniform axis).  Also where a figure gets its Figure and Axes when the caller
-passes none.
+Axes are read through :mod:`hyperspy_nmfdecide.axes` (HyperSpy axes and axis dicts alike);
+the names it defines are handed on here for the figures.  Also where a figure gets its Figure
+and Axes when the caller passes none.
 
 Examples
 --------
@@ -16,10 +14,7 @@ Examples
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-
-import numpy as np
+from ..axes import axis_label, axis_values, field, pixel_to_value, plain_units, text
 
 __all__ = [
     "axis_label",
@@ -32,71 +27,6 @@ __all__ = [
     "plain_units",
     "show_image",
 ]
-
-# What HyperSpy writes for a name or units nobody set.
-_UNDEFINED = "<undefined>"
-
-
-def _field(axis, name: str):
-    """``name`` of a HyperSpy axis or an axis dict; None when absent."""
-    return axis.get(name) if isinstance(axis, Mapping) else getattr(axis, name, None)
-
-
-def _text(value) -> str:
-    """A name or units as text, "" when unset (None, HyperSpy's Undefined or "<undefined>")."""
-    if not isinstance(value, str) or value == _UNDEFINED:
-        return ""
-    return value
-
-
-def axis_values(axis) -> np.ndarray:
-    """The calibrated value of every pixel centre of ``axis``.
-
-    Parameters
-    ----------
-    axis : hyperspy.axes.DataAxis or dict
-        A HyperSpy axis, or an axis dict (``size``, ``scale``, ``offset``; or ``axis``).
-
-    Returns
-    -------
-    numpy.ndarray
-        (size,) float values.
-
-    Examples
-    --------
-    >>> axis_values({"size": 3, "scale": 0.5, "offset": 1.0}).tolist()
-    [1.0, 1.5, 2.0]
-    """
-    if not isinstance(axis, Mapping):
-        return np.asarray(axis.axis, dtype=float)
-    if axis.get("axis") is not None:  # a non-uniform axis lists its values
-        return np.asarray(axis["axis"], dtype=float)
-    scale, offset = float(axis.get("scale", 1.0)), float(axis.get("offset", 0.0))
-    return offset + scale * np.arange(int(axis["size"]))
-
-
-def axis_label(axis) -> str:
-    """``"name (units)"`` of an axis; the name alone without units, ``"pixels"`` without either.
-
-    Parameters
-    ----------
-    axis : hyperspy.axes.DataAxis or dict
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> axis_label({"name": "kx", "units": "$\\\\AA^{-1}$"})
-    'kx ($\\\\AA^{-1}$)'
-    >>> axis_label({"name": "<undefined>", "units": "<undefined>"})
-    'pixels'
-    """
-    name, units = _text(_field(axis, "name")), _text(_field(axis, "units"))
-    if units:
-        return f"{name} ({units})".strip()
-    return name or "pixels"
 
 
 def image_extent(x_axis, y_axis) -> list[float]:
@@ -127,7 +57,7 @@ def _edges(axis) -> tuple[float, float]:
     if len(values) > 1:
         step = (values[-1] - values[0]) / (len(values) - 1)
     else:  # one pixel: its width is the axis scale, when there is one
-        step = float(_field(axis, "scale") or 1.0)
+        step = float(field(axis, "scale") or 1.0)
     return values[0] - step / 2, values[-1] + step / 2
 
 
@@ -139,35 +69,8 @@ def image_aspect(x_axis, y_axis) -> str:
     >>> image_aspect({"units": "nm"}, {"units": "nm"}), image_aspect({"units": "nm"}, {})
     ('equal', 'auto')
     """
-    same = _text(_field(x_axis, "units")) == _text(_field(y_axis, "units"))
+    same = text(field(x_axis, "units")) == text(field(y_axis, "units"))
     return "equal" if same else "auto"
-
-
-def pixel_to_value(axis, index: float) -> float:
-    """The calibrated value at a (fractional) pixel index, held at the ends outside the axis.
-
-    Examples
-    --------
-    >>> pixel_to_value({"size": 5, "scale": 0.5, "offset": -1.0}, 2.5)
-    0.25
-    """
-    values = axis_values(axis)
-    return float(np.interp(index, np.arange(len(values)), values))
-
-
-def plain_units(units) -> str:
-    """Units as plain Unicode text (for HTML and JSON), from HyperSpy's mathtext strings.
-
-    Examples
-    --------
-    >>> plain_units(r"$\\AA^{-1}$"), plain_units("nm^{-1}"), plain_units("1/nm")
-    ('Å⁻¹', 'nm⁻¹', '1/nm')
-    """
-    text = str(units).replace("$", "").replace("\\AA", "Å").replace("\\mathrm", "")
-    superscripts = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-    text = re.sub(r"\^\{([-0-9]+)\}", lambda m: m.group(1).translate(superscripts), text)
-    text = re.sub(r"\^([-]?[0-9])", lambda m: m.group(1).translate(superscripts), text)
-    return text.replace("{", "").replace("}", "").replace("\\", "").strip()
 
 
 def show_image(
@@ -205,6 +108,7 @@ def show_image(
     Examples
     --------
     >>> import matplotlib.pyplot as plt
+    >>> import numpy as np
     >>> fig, ax = plt.subplots()
     >>> x = {"name": "x", "units": "nm", "size": 4, "scale": 2.0}
     >>> im = show_image(ax, np.zeros((3, 4)), x, dict(x, name="y", size=3))

@@ -171,24 +171,10 @@ class PhaseMaps(CalibratedResult):
         >>> pm.labels.axes_manager.signal_shape == s.axes_manager.navigation_shape
         True
         """
-        if hasattr(data, "axes_manager"):  # a HyperSpy signal: view its data as the matrix below
-            data = data.data
         factors, loadings = sweep.best_factorisation(k)  # ValueError naming the available k
         k = int(k)
         scan_shape, pattern_shape = sweep.scan_shape, sweep.pattern_shape
-        if len(scan_shape) != 2 or min(scan_shape) < 2:
-            raise ValueError(
-                "sweep: phase maps need a 2-D scan of at least 2 x 2 probes, but the sweep was "
-                f"fit on a scan of shape {scan_shape}"
-            )
-        n_probe = scan_shape[0] * scan_shape[1]
-        n_pixel = int(np.prod(pattern_shape, dtype=int))
-        if (
-            hasattr(data, "shape")
-            and len(data.shape) > 2
-            and tuple(data.shape) == (scan_shape + pattern_shape)
-        ):
-            data = data.reshape(n_probe, n_pixel)
+        data = _as_matrix(data, scan_shape, pattern_shape)
         neighbours = {
             kk: sweep.best_factorisation(kk)
             for kk in (k - 1, k + 1)
@@ -486,3 +472,18 @@ class PhaseMaps(CalibratedResult):
 
 
 # -- plotting --------------------------------------------------------------------------------
+
+
+def _as_matrix(data, scan_shape: tuple[int, ...], pattern_shape: tuple[int, ...]):
+    """``data`` (a signal, or an array of the scan's shape) as the (n_probe, n_pixel) matrix."""
+    if hasattr(data, "axes_manager"):  # a HyperSpy signal: view its data as the matrix
+        data = data.data
+    if len(scan_shape) != 2 or min(scan_shape) < 2:
+        raise ValueError(
+            "sweep: phase maps need a 2-D scan of at least 2 x 2 probes, but the sweep was "
+            f"fit on a scan of shape {scan_shape}"
+        )
+    if hasattr(data, "shape") and tuple(data.shape) == (scan_shape + pattern_shape):
+        n_pixel = int(np.prod(pattern_shape, dtype=int))
+        data = data.reshape(scan_shape[0] * scan_shape[1], n_pixel)
+    return data
