@@ -4,7 +4,6 @@
 import json
 import re
 import sys
-from html.parser import HTMLParser
 
 import matplotlib
 
@@ -17,34 +16,6 @@ from hyperspy_nmfdecide.cli import _parse_k, _threshold, build_parser, main  # n
 from hyperspy_nmfdecide.results import NMFSweep  # noqa: E402
 
 FAST = ["--restarts", "2", "--max-iter", "30", "--quiet"]
-
-
-class _Images(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.sources = []
-        self.anchors = []
-        self.ids = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "img":
-            self.sources.append(attrs["src"])
-        if tag == "a" and attrs.get("href", "").startswith("#"):
-            self.anchors.append(attrs["href"][1:])
-        if "id" in attrs:
-            self.ids.append(attrs["id"])
-
-
-def _check_html(out_dir):
-    parser = _Images()
-    parser.feed((out_dir / "index.html").read_text(encoding="utf-8"))
-    assert parser.sources, "the report has no figures"
-    for src in parser.sources:
-        assert (out_dir / src).is_file(), src
-        assert src.endswith(".png") and "/" not in src
-    assert parser.anchors and set(parser.anchors) <= set(parser.ids)  # the contents links work
-    return parser
 
 
 @pytest.fixture(autouse=True)
@@ -67,14 +38,14 @@ def scan_file(tmp_path_factory):
 
 
 # -- demo ----------------------------------------------------------------------------------------
-def test_demo_tiny_writes_report(tmp_path, capsys):
+def test_demo_tiny_writes_report(tmp_path, capsys, check_report_html):
     out = tmp_path / "report"
     argv = ["demo", "--size", "tiny", "--restarts", "2", "--k", "2:5", "--out", str(out)]
     assert main(argv + ["--quiet", "--max-iter", "50", "--show-k", "3,4"]) == 0
     stdout = capsys.readouterr().out
     assert str(out.resolve() / "index.html") in stdout
     assert "Decision (noise): k = 4" in stdout and "decided k = 4" in stdout
-    parser = _check_html(out)
+    parser = check_report_html(out, figures=True)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sweep"]["k"] == [2, 3, 4, 5]
     assert set(summary["sweep"]["figures"]["components"]) == {"3", "4"}
@@ -109,12 +80,12 @@ def test_demo_tiny_writes_report(tmp_path, capsys):
 
 
 # -- analyze -------------------------------------------------------------------------------------
-def test_analyze_hspy(scan_file, tmp_path, capsys):
+def test_analyze_hspy(scan_file, tmp_path, capsys, check_report_html):
     out = tmp_path / "out"
     argv = ["analyze", str(scan_file), "--k", "2:3", "--out", str(out), "--seed", "1"]
     assert main(argv + FAST + ["--show-k", "3"]) == 0
     assert "sweep.npz" in capsys.readouterr().out
-    _check_html(out)
+    check_report_html(out, figures=True)
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["sweep"]["figures"]["components"]) == ["3"]
     assert summary["files"]["sweep"] == "sweep.npz"
@@ -131,12 +102,12 @@ def test_analyze_hspy(scan_file, tmp_path, capsys):
     assert "<h2>Preprocessing</h2>\n<p>none (raw data): " in html
 
 
-def test_analyze_method_elbow_and_threshold(scan_file, tmp_path, capsys):
+def test_analyze_method_elbow_and_threshold(scan_file, tmp_path, capsys, check_report_html):
     out = tmp_path / "out"
     argv = ["analyze", str(scan_file), "--k", "2:5", "--out", str(out), "--show-k", "2"]
     assert main(argv + FAST + ["--method", "elbow", "--threshold", "0.3"]) == 0
     assert "Decision (elbow): k = " in capsys.readouterr().out
-    _check_html(out)
+    check_report_html(out, figures=True)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["decision"]["method"] == "elbow"
     assert summary["decision"]["k"] == summary["decision"]["elbow_k"]
@@ -291,14 +262,14 @@ def test_noise_method_warns_after_scaling(capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_analyze_zspy_lazy(scan_file, tmp_path):
+def test_analyze_zspy_lazy(scan_file, tmp_path, check_report_html):
     import hyperspy.api as hs
 
     zspy = tmp_path / "scan.zspy"
     hs.load(scan_file).save(zspy)
     out = tmp_path / "lazy"
     assert main(["analyze", str(zspy), "--lazy", "--k", "2", "--out", str(out)] + FAST) == 0
-    _check_html(out)
+    check_report_html(out, figures=True)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["data"]["lazy"] is True and summary["sweep"]["params"]["lazy"] is True
     eager = hs.load(scan_file, signal_type="nmf_decide").nmf_sweep(

@@ -4,7 +4,6 @@ Small seeded scans; the sweep, decision and phase maps are computed once per mod
 """
 
 import json
-from html.parser import HTMLParser
 
 import matplotlib
 
@@ -23,35 +22,6 @@ from hyperspy_nmfdecide.report import (  # noqa: E402
     sweep_section,
     truth_section,
 )
-
-
-class _Links(HTMLParser):
-    """The images, the contents links and the element ids of a page."""
-
-    def __init__(self):
-        super().__init__()
-        self.sources = []
-        self.anchors = []
-        self.ids = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "img":
-            self.sources.append(attrs["src"])
-        if tag == "a" and attrs.get("href", "").startswith("#"):
-            self.anchors.append(attrs["href"][1:])
-        if "id" in attrs:
-            self.ids.append(attrs["id"])
-
-
-def _check_html(out_dir):
-    parser = _Links()
-    parser.feed((out_dir / "index.html").read_text(encoding="utf-8"))
-    for src in parser.sources:
-        assert (out_dir / src).is_file(), src
-        assert src.endswith(".png") and "/" not in src
-    assert parser.anchors and set(parser.anchors) <= set(parser.ids)  # the contents links work
-    return parser
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +53,7 @@ def _titles(report):
 
 
 # -- the builder ---------------------------------------------------------------------------------
-def test_report_escapes_and_tables(tmp_path):
+def test_report_escapes_and_tables(tmp_path, check_report_html):
     import matplotlib.pyplot as plt
 
     report = Report(tmp_path, "A <b>bold</b> & title")
@@ -105,7 +75,7 @@ def test_report_escapes_and_tables(tmp_path):
     assert not plt.fignum_exists(fig.number)  # closed after saving
     assert (tmp_path / "script-alert-1-script-a-figure.png").is_file()
     assert 'id="script-alert-1-script-2"' in html  # duplicate titles get unique anchors
-    parser = _check_html(tmp_path)
+    parser = check_report_html(tmp_path)
     assert parser.sources == ["script-alert-1-script-a-figure.png"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["numbers"] == [0, 1, 2]
@@ -131,7 +101,7 @@ def test_slugify():
 
 
 # -- sections ------------------------------------------------------------------------------------
-def test_sweep_section(scan, sweep, tmp_path):
+def test_sweep_section(scan, sweep, tmp_path, check_report_html):
     report = Report(tmp_path, "Sweep")
     sweep_section(report, scan.signal, sweep, show_k=[2, 3], timings={"sweep": 1.5})
     assert _titles(report) == [
@@ -155,7 +125,7 @@ def test_sweep_section(scan, sweep, tmp_path):
     assert set(report.summary["sweep"]["figures"]["components"]) == {"2", "3"}
     assert report.summary["timings"] == {"sweep": 1.5}
     _ = report.write()
-    _check_html(tmp_path)
+    check_report_html(tmp_path)
 
 
 def test_sweep_section_default_and_unknown_show_k(scan, sweep, tmp_path, monkeypatch):
