@@ -500,6 +500,48 @@ def choose_k(
     >>> d.k, d.elbow_k
     (3, 4)
     """
+    verdict = _choose_k(
+        k_values,
+        best_loss,
+        method=method,
+        spectrum=spectrum,
+        fidelity=fidelity,
+        margin=margin,
+        roles=roles,
+    )
+    return _swept(verdict, [int(k) for k in k_values])
+
+
+def _swept(verdict: Verdict, ks: list[int]) -> Verdict:
+    """The verdict at a k the sweep holds: the nearest swept k when it is not, and why.
+
+    A k that was never swept has no factorisation to map; the nearest swept k (the smaller on
+    a tie) is used, ``suggested_range`` asks for a sweep that holds the answer, and the reason
+    says so.
+    """
+    if verdict.k in ks:
+        return verdict
+    nearest = min(ks, key=lambda k: (abs(k - verdict.k), k))
+    low, high = max(1, verdict.k - 2), verdict.k + 2
+    reason = (
+        f"k = {nearest}: the nearest swept k to {verdict.k}, which the sweep (k = "
+        f"{', '.join(map(str, ks))}) does not hold — sweep k = {low}..{high} to map it. "
+        f"{verdict.reason}"
+    )
+    return Verdict(nearest, verdict.elbow_k, verdict.method, reason, (low, high), verdict.fallback)
+
+
+def _choose_k(
+    k_values: Sequence[int],
+    best_loss: Sequence[float],
+    *,
+    method: str = "noise",
+    spectrum: NoiseSpectrum | None = None,
+    fidelity: Mapping[str, np.ndarray] | None = None,
+    margin: float | None = None,
+    roles: Mapping[int, list[dict]] | None = None,
+) -> Verdict:
+    """:func:`choose_k` before its answer is snapped to a swept k."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     ks = [int(k) for k in k_values]

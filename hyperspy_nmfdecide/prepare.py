@@ -50,7 +50,7 @@ import numpy as np
 
 from ._utils import positive_number, require_2d_patterns, resolve_progressbar, to_jsonable
 from .beam import DirectBeam, find_direct_beam
-from .results.base import METADATA_PREPROCESSING, STORED_RESULTS
+from .results.base import METADATA_PREPROCESSING, STORED_RESULTS, drop_results
 
 if TYPE_CHECKING:
     from pyxem.signals import Diffraction2D
@@ -234,7 +234,7 @@ def prepare_for_nmf(
             "prepare_for_nmf: the stored beam mask no longer fits the centred/binned data "
             "and was dropped; pass beam_mask_radius to make a new one"
         )
-        _delete_item(out.metadata, _MASK)
+        drop_results(out, (_MASK,))
     if not np.issubdtype(out.data.dtype, np.floating):
         steps.append({"step": "dtype", "from": str(out.data.dtype), "to": "float32"})
         out.change_dtype("float32")
@@ -690,10 +690,7 @@ def direct_beam(signal: Diffraction2D) -> DirectBeam:
     (True, [18, 14])
     """
     require_2d_patterns(signal, "direct_beam")
-    mean = signal.mean(axis=signal.axes_manager.navigation_axes)
-    if mean._lazy:
-        mean.compute()
-    return find_direct_beam(np.asarray(mean.data, dtype=np.float64))
+    return find_direct_beam(_mean_pattern(signal, "direct_beam"))
 
 
 def direct_beam_mask(
@@ -741,12 +738,9 @@ def direct_beam_mask(
         raise ValueError(f"radius must be > 0 pixels, got {radius!r}")
     if radius > max(sig_shape):
         raise ValueError(f"radius {radius} is larger than the pattern {sig_shape}")
-    mean = signal.mean(axis=signal.axes_manager.navigation_axes)
-    if mean._lazy:
-        mean.compute()
     from pyxem.signals import ElectronDiffraction2D
 
-    mean = ElectronDiffraction2D(np.asarray(mean.data)[np.newaxis])
+    mean = ElectronDiffraction2D(_mean_pattern(signal, "direct_beam_mask")[np.newaxis])
     if method == "blur":
         kwargs.setdefault("sigma", 2)
     shifts = mean.get_direct_beam_position(method=method, show_progressbar=False, **kwargs)
@@ -755,6 +749,26 @@ def direct_beam_mask(
     centre = np.array(sig_shape[::-1], dtype=float) / 2 - shift  # (x, y) in pixels
     yy, xx = np.indices(sig_shape)
     return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
+
+
+def _mean_pattern(signal: Diffraction2D, method: str) -> np.ndarray:
+    """The scan's mean pattern (float64; one pass over lazy data), refused when not finite.
+
+    A NaN anywhere in the data makes the mean NaN at that pixel, and pyxem's beam finders then
+    return a corner of the pattern: an error names the problem instead.
+    """
+    mean = signal.mean(axis=signal.axes_manager.navigation_axes)
+    if mean._lazy:
+        mean.compute()
+    pattern = np.asarray(mean.data, dtype=np.float64)
+    bad = int(np.count_nonzero(~np.isfinite(pattern)))
+    if bad:
+        raise ValueError(
+            f"{method}: the data hold NaN or infinite values (at {bad} pixel(s) of the "
+            "patterns), so the beam cannot be found on their mean; replace them first (e.g. "
+            "s.data[~np.isfinite(s.data)] = 0), or give nmf_sweep a signal_mask of your own"
+        )
+    return pattern
 
 
 def drop_stale_results(signal) -> None:
@@ -769,16 +783,8 @@ def drop_stale_results(signal) -> None:
     >>> s.metadata.has_item("NMFDecide.sweep")
     False
     """
-    for path in STORED_RESULTS:
-        if signal.metadata.has_item(path):
-            _logger.info("%s describes other data: left out of the prepared signal", path)
-            _delete_item(signal.metadata, path)
-
-
-def _delete_item(metadata, path: str) -> None:
-    *parents, name = path.split(".")
-    node = metadata.get_item(".".join(parents)) if parents else metadata
-    delattr(node, name)
+    for path in drop_results(signal, STORED_RESULTS):
+        _logger.info("%s describes other data: left out of the prepared signal", path)
 
 
 @contextlib.contextmanager

@@ -29,11 +29,13 @@ from .prepare import (
 )
 from .results import (
     METADATA_DECISION,
+    METADATA_PHASE_MAPS,
     METADATA_PREPROCESSING,
     KDecision,
     NMFSweep,
     PhaseMaps,
 )
+from .results.base import drop_results
 
 _logger = logging.getLogger(__name__)
 
@@ -212,6 +214,8 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             source_metadata=self._source_metadata(),
         )
         if store:
+            # A decision and phase maps of an earlier sweep do not describe this one.
+            drop_results(self, (METADATA_DECISION, METADATA_PHASE_MAPS))
             sweep.store(self)
         return sweep
 
@@ -322,7 +326,8 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             low, high = result.suggested_range
             warnings.warn(
                 f"The sweep's k range ({sweep.k_values[0]}..{sweep.k_values[-1]}) does not "
-                f"bracket the decision: run nmf_sweep(range({low}, {high + 1})) and decide again.",
+                "bracket the decision, or does not hold it: run "
+                f"nmf_sweep(range({low}, {high + 1})) and decide again.",
                 KRangeWarning,
                 stacklevel=2,
             )

@@ -339,3 +339,13 @@ def test_the_decision_holds_on_data_that_are_not_unit_gain_counts(case):
         assert decision.noise["gain"] == pytest.approx(gain, rel=0.15)
     if case == "offset and readout":
         assert decision.table[0]["noise_offset"] > 0
+
+
+def test_a_decision_is_always_a_swept_k():
+    # The noise edge gives 3; the sweep holds 2, 5 and 9: the nearest swept k, and a range that
+    # holds the answer, with the reason.
+    spectrum = NoiseSpectrum(np.array([90.0, 12.0, 3.0, 1.02, 1.0]), 1.0, 1.0, (900, 400))
+    verdict = choose_k([2, 5, 9], [5.0, 1.1, 1.0], spectrum=spectrum)
+    assert verdict.k == 2 and verdict.suggested_range == (1, 5)
+    assert "nearest swept k to 3" in verdict.reason
+    assert choose_k([2, 3, 4, 5, 6], [5.0, 2.0, 1.1, 1.05, 1.0], spectrum=spectrum).k == 3

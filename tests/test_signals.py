@@ -308,3 +308,24 @@ def test_integer_detector_data_gives_the_float_answer(scan, dtype):
 def test_progressbar_shows_when_asked(scan, capsys):
     sweep_of(scan.signal.deepcopy(), k_range=[2], n_restarts=1, show_progressbar=True)
     assert "pass" in capsys.readouterr().err
+
+
+def test_a_new_sweep_drops_the_decision_and_phase_maps_of_the_old_one(scan):
+    s = make_signal(scan, False)
+    sweep_of(s)
+    s.decide_k(n_sample=16)
+    s.phase_maps(k=2)
+    assert s.metadata.has_item("NMFDecide.decision")
+    sweep_of(s, n_restarts=2)
+    assert not s.metadata.has_item("NMFDecide.decision")
+    assert not s.metadata.has_item("NMFDecide.phase_maps")
+    with pytest.raises(RuntimeError, match=r"run s\.decide_k\(\)"):
+        s.get_k_decision()
+
+
+def test_the_beam_is_not_looked_for_on_data_holding_nan(scan):
+    s = scan.signal.deepcopy()
+    s.data[2, 3, 5, 7] = np.nan
+    for call in (s.direct_beam, lambda: s.direct_beam_mask(radius=3), lambda: sweep_of(s)):
+        with pytest.raises(ValueError, match="NaN or infinite values .* replace them"):
+            call()

@@ -8,6 +8,8 @@ metadata gives the same calibrated factors, maps and patterns.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,6 +26,7 @@ __all__ = [
     "STORED_RESULTS",
     "CalibratedResult",
     "StoredResult",
+    "drop_results",
 ]
 
 #: Where everything this package keeps in a signal's metadata lives.
@@ -50,6 +53,8 @@ class StoredResult:
 
     metadata_path: ClassVar[str]
     made_by: ClassVar[str]
+    #: What the result is called in error messages ("NMF sweep").
+    description: ClassVar[str] = "result"
 
     def to_dict(self) -> dict:
         raise NotImplementedError
@@ -68,9 +73,22 @@ class StoredResult:
 
     @classmethod
     def load(cls, path: str | Path):
-        """Read a result written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as stored:
-            return cls.from_dict({key: stored[key] for key in stored.files})
+        """Read a result written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            When ``path`` does not exist.
+        ValueError
+            Naming the file and what is wrong with it: not a stored result of this kind,
+            truncated or damaged, a missing entry, or arrays that cannot be right.
+        """
+        path = Path(path)
+        stored = read_npz(path, cls.description)
+        try:
+            return cls.from_dict(stored)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error
 
     def store(self, signal) -> None:
         """Keep the result in ``signal.metadata`` (saved with the signal)."""
@@ -83,7 +101,13 @@ class StoredResult:
             raise RuntimeError(
                 f"No {cls.__name__} is stored on this signal: run s.{cls.made_by}() first."
             )
-        return cls.from_dict(signal.metadata.get_item(cls.metadata_path).as_dictionary())
+        try:
+            return cls.from_dict(signal.metadata.get_item(cls.metadata_path).as_dictionary())
+        except ValueError as error:
+            raise ValueError(
+                f"the {cls.__name__} kept in the signal's metadata ({cls.metadata_path}) cannot "
+                f"be used: {error}; run s.{cls.made_by}() again"
+            ) from error
 
 
 class CalibratedResult(StoredResult):
@@ -159,3 +183,154 @@ class CalibratedResult(StoredResult):
 def component_axis(k: int) -> dict:
     """The navigation axis of a stack of k components."""
     return {"name": "Component index", "size": k, "navigate": True}
+
+
+def drop_results(signal, paths: tuple[str, ...]) -> list[str]:
+    """Remove the results kept at ``paths`` in ``signal.metadata``; return those removed.
+
+    Examples
+    --------
+    >>> import hyperspy.api as hs
+    >>> s = hs.signals.Signal2D(np.zeros((2, 4, 4)))
+    >>> s.metadata.set_item(METADATA_DECISION, {"k": 3})
+    >>> drop_results(s, STORED_RESULTS), s.metadata.has_item(METADATA_DECISION)
+    (['NMFDecide.decision'], False)
+    """
+    removed = []
+    for path in paths:
+        if signal.metadata.has_item(path):
+            *parents, name = path.split(".")
+            delattr(signal.metadata.get_item(".".join(parents)), name)
+            removed.append(path)
+    return removed
+
+
+# -- reading stored results ---------------------------------------------------------------------
+def read_npz(path: Path, what: str) -> dict:
+    """Every array of a result's ``.npz`` file, or a ValueError naming the file and the fault.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file written by ``save``.
+    what : str
+        What it should hold, for the messages ("NMF sweep").
+
+    Returns
+    -------
+    dict
+        Name -> array, every entry read (so a damaged entry fails here, not later).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist (the usual error, which names it).
+    ValueError
+        When the file is not an ``.npz`` archive, or is one that is truncated or damaged.
+    """
+    if not path.is_file():
+        if path.exists():
+            raise ValueError(f"{path} is a directory, not a stored {what} (.npz file)")
+        raise FileNotFoundError(f"No such file: {str(path)!r}")
+    with path.open("rb") as file:
+        is_zip = file.read(4) == b"PK\x03\x04"
+    if not is_zip:
+        # np.load would read it as a pickle or a single .npy array: neither is a result.
+        raise ValueError(f"{path} is not a stored {what}: it is not an .npz archive")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {key: stored[key] for key in stored.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
+        # Zip, deflate and .npy header errors all mean bytes were lost or changed.
+        raise ValueError(
+            f"{path} is truncated or damaged ({type(error).__name__}: {error}); save the "
+            f"{what} again or use another copy"
+        ) from error
+
+
+def stored_item(d: dict, name: str, what: str):
+    """``d[name]`` of a stored result, or a ValueError saying the result lacks it.
+
+    Examples
+    --------
+    >>> stored_item({"k": 3}, "k", "k decision")
+    3
+    >>> stored_item({}, "loadings", "NMF sweep")
+    Traceback (most recent call last):
+    ...
+    ValueError: the stored NMF sweep lacks 'loadings': it was not written by save() of this package or it was cut short
+    """
+    try:
+        return d[name]
+    except KeyError:
+        raise ValueError(
+            f"the stored {what} lacks {name!r}: it was not written by save() of this package "
+            "or it was cut short"
+        ) from None
+
+
+def stored_json(d: dict, name: str, what: str):
+    """The JSON text ``d[name]`` of a stored result, decoded; a ValueError naming it if broken.
+
+    Examples
+    --------
+    >>> stored_json({"params_json": '{"a": 1}'}, "params_json", "NMF sweep")
+    {'a': 1}
+    >>> stored_json({"params_json": '{"a": '}, "params_json", "NMF sweep")
+    Traceback (most recent call last):
+    ...
+    ValueError: the stored NMF sweep is damaged: its 'params_json' is not valid JSON (Expecting value: line 1 column 7 (char 6))
+    """
+    text = stored_item(d, name, what)
+    try:
+        return json.loads(str(text))
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"the stored {what} is damaged: its {name!r} is not valid JSON ({error})"
+        ) from None
+
+
+def damaged(what: str, problem: str) -> ValueError:
+    """The error of a stored result whose arrays cannot be right (to ``raise``)."""
+    return ValueError(
+        f"the stored {what} is damaged: {problem}; part of it was lost or changed after it "
+        "was saved — compute it again"
+    )
+
+
+def check_finite(what: str, arrays: dict) -> None:
+    """Raise :func:`damaged` naming the first of ``arrays`` (name -> array) with NaN or inf."""
+    for name, values in arrays.items():
+        values = np.asarray(values)
+        if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+            raise damaged(what, f"{name} holds NaN or infinite values")
+
+
+def check_shape(what: str, name: str, values, shape: tuple[int, ...]) -> None:
+    """Raise :func:`damaged` when ``values`` has not the shape ``shape``."""
+    if np.shape(values) != tuple(shape):
+        raise damaged(what, f"{name} has shape {np.shape(values)}, expected {tuple(shape)}")
+
+
+def check_unit_rows(what: str, name: str, factors, loadings=None) -> None:
+    """Raise :func:`damaged` unless every row of ``factors`` sums to one.
+
+    Factors are saved normalised to unit sum.  A row of zeros is a component that died in
+    the fit only when its loading column (``loadings``, (n_probe, k), when given) is zero
+    too; zeros with non-zero loadings are what a lost chunk of a file reads back as.
+    """
+    factors = np.asarray(factors, dtype=np.float64)
+    if factors.ndim != 2 or not factors.shape[0]:
+        raise damaged(what, f"{name} has shape {factors.shape}, expected (k, pixels)")
+    if np.any(factors < 0):
+        raise damaged(what, f"{name} holds negative values")
+    sums = factors.sum(axis=1)
+    dead = sums == 0
+    if loadings is not None:
+        dead &= ~np.any(np.asarray(loadings) != 0, axis=0)
+    wrong = ~dead & ~np.isclose(sums, 1.0, rtol=1e-3, atol=0)
+    if np.any(wrong) or np.all(dead):
+        rows = np.flatnonzero(wrong if np.any(wrong) else dead).tolist()
+        raise damaged(
+            what, f"{name} rows {rows} sum to {np.round(sums[rows], 4).tolist()}, not one"
+        )
