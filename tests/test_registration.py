@@ -63,3 +63,18 @@ def test_top_level_yaml_is_the_package_yaml():
     top = root / "hyperspy_extension.yaml"
     package = root / "hyperspy_nmfdecide" / "hyperspy_extension.yaml"
     assert top.read_text() == package.read_text()
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_one_dimensional_twins_are_registered(lazy):
+    # pyxem's profiles of our scans keep signal_type "nmf_decide" (tests/test_pyxem_interop.py).
+    from hyperspy.io import assign_signal_subclass
+    from pyxem.signals import ElectronDiffraction1D
+
+    from hyperspy_nmfdecide.signals1d import LazyNMFDecideDiffraction1D, NMFDecideDiffraction1D
+
+    expected = LazyNMFDecideDiffraction1D if lazy else NMFDecideDiffraction1D
+    for signal_type in ("nmf_decide", "nmfdecide"):
+        found = assign_signal_subclass(np.dtype("float32"), 1, signal_type, lazy)
+        assert found is expected
+        assert issubclass(found, ElectronDiffraction1D)
