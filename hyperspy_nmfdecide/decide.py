@@ -351,7 +351,8 @@ def iqa_evidence(
     raw = np.array(raw, dtype=np.float64)
     keep = None if pixel_mask is None else ~np.asarray(pixel_mask, dtype=bool)
     if keep is not None:
-        raw = raw * keep
+        # np.where, not a product: a NaN in an excluded pixel is no concern of the metrics.
+        raw = np.where(keep, raw, 0.0)
     if not np.isfinite(raw).all():
         raise ValueError("raw patterns contain NaN or infinite values")
     data_range = float(raw.max())
@@ -784,6 +785,7 @@ def evaluate(
     rank = min(ks[-1] + 2, *operator.shape)
     if binning is None:
         binning = max(1, min(pattern_shape) // BINNED_SIDE)
+    _check_binning(binning, pattern_shape)
     spectrum = noise_spectrum(
         operator, rank, pattern_shape=pattern_shape, binning=binning, random_state=random_state
     )
@@ -849,6 +851,18 @@ def _check_evaluate_arguments(sweep, method, n_sample, margin, random_state) -> 
     if not isinstance(n_sample, (int, np.integer)) or n_sample < 1:
         raise ValueError(f"n_sample must be an integer ≥ 1, got {n_sample!r}")
     return ks
+
+
+def _check_binning(binning, pattern_shape: tuple[int, int]) -> None:
+    """A ValueError naming ``binning`` unless it leaves at least 2 × 2 bins of the pattern."""
+    largest = min(pattern_shape) // 2
+    if isinstance(binning, bool) or not isinstance(binning, (int, np.integer)):
+        raise TypeError(f"binning must be an integer, got {binning!r}")
+    if not 1 <= binning <= largest:
+        raise ValueError(
+            f"binning must be between 1 and {largest} for patterns of {pattern_shape[0]} × "
+            f"{pattern_shape[1]} pixels (at least 2 × 2 bins), got {binning}"
+        )
 
 
 def _evidence_columns(

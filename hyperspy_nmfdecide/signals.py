@@ -162,6 +162,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         True
         """
         require_2d_patterns(self, "nmf_sweep")
+        k_values = _k_values(k_range)
         nav_dim = self.axes_manager.navigation_dimension
         signal_mask, mask_record = self._sweep_signal_mask(signal_mask, self.data.shape[nav_dim:])
         navigation_mask = _as_mask(navigation_mask, self.data.shape[:nav_dim], "navigation_mask")
@@ -175,7 +176,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         ) as bar:
             arrays = run_sweep(
                 matrix,
-                list(k_range),
+                k_values,
                 n_restarts,
                 solver=solver,
                 mode=mode,
@@ -597,6 +598,16 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
 class LazyNMFDecideDiffraction2D(LazyElectronDiffraction2D, NMFDecideDiffraction2D):
     """Lazy (dask-backed) twin of :class:`NMFDecideDiffraction2D`."""
+
+
+def _k_values(k_range) -> list:
+    """``k_range`` as a list, or a TypeError that shows what is expected."""
+    if isinstance(k_range, (str, bytes)) or not isinstance(k_range, Iterable):
+        raise TypeError(
+            f"k_range must be an iterable of numbers of components such as range(2, 16) or "
+            f"[2, 3, 4], got {k_range!r}"
+        )
+    return list(k_range)
 
 
 def _scan_shape(signal) -> tuple[int, int] | None:

@@ -349,3 +349,20 @@ def test_a_decision_is_always_a_swept_k():
     assert verdict.k == 2 and verdict.suggested_range == (1, 5)
     assert "nearest swept k to 3" in verdict.reason
     assert choose_k([2, 3, 4, 5, 6], [5.0, 2.0, 1.1, 1.05, 1.0], spectrum=spectrum).k == 3
+
+
+def test_binning_that_leaves_no_bins_is_named(swept):
+    with pytest.raises(ValueError, match=r"binning must be between 1 and \d+ for patterns"):
+        swept.decide_k(binning=64)
+    with pytest.raises(TypeError, match="binning must be an integer"):
+        swept.decide_k(binning=2.5)
+
+
+def test_a_nan_in_an_excluded_pixel_is_no_concern_of_the_decision():
+    s = simulated_scan(nav_shape=(10, 10), pattern_size=32, random_state=2).signal
+    s.data[1, 1, 0, 0] = np.nan
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[0, 0] = True
+    s.nmf_sweep(range(1, 5), n_restarts=2, max_iter=30, signal_mask=mask, random_state=0)
+    decision = s.decide_k(n_sample=16)
+    assert decision.k in (1, 2, 3, 4) and np.isfinite(decision.columns["ssim"]).all()

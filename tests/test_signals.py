@@ -329,3 +329,8 @@ def test_the_beam_is_not_looked_for_on_data_holding_nan(scan):
     for call in (s.direct_beam, lambda: s.direct_beam_mask(radius=3), lambda: sweep_of(s)):
         with pytest.raises(ValueError, match="NaN or infinite values .* replace them"):
             call()
+
+
+def test_k_range_that_is_not_a_range_is_named(scan):
+    with pytest.raises(TypeError, match=r"k_range must be an iterable .* got 3"):
+        scan.signal.deepcopy().nmf_sweep(3)
