@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import logging
 import math
+import os
 import re
 import sys
 import time
@@ -561,6 +562,25 @@ def _add_analyze_command(commands) -> None:
         metavar="TYPE",
         help="HyperSpy signal type to read the file as (default nmf_decide)",
     )
+    analyze.add_argument(
+        "--signal",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="for a file holding several signals (a TopSpin .app5 holds the scan and its "
+        "navigator images): the index of the 4D-STEM scan among them, from 0 (default: the "
+        "only one with two scan and two detector dimensions)",
+    )
+    analyze.add_argument(
+        "--navigation-shape",
+        type=_positive_int,
+        nargs=2,
+        default=None,
+        metavar=("NY", "NX"),
+        help="probe rows and columns of the scan, for formats that do not store it (a Merlin "
+        ".mib of a scan without its acquisition header); passed to the reader as HyperSpy's "
+        "navigation_shape (NX, NY)",
+    )
     _add_prepare_options(analyze)
     _add_sweep_options(
         analyze, k=ANALYZE_K, restarts=ANALYZE_RESTARTS, out="nmfdecide_report", also=", sweep.npz"
@@ -589,7 +609,12 @@ def _run_sweep(signal, args):
     if args.epattern:
         table = signal.register_spots(show_progressbar=not args.quiet)
         signal, extra["spots"] = signal.epattern(table), table
-    sweep = signal.nmf_sweep(**_sweep_kwargs(args), **extra)
+    try:
+        sweep = signal.nmf_sweep(**_sweep_kwargs(args), **extra)
+    except ValueError as error:
+        if str(error).startswith("k_range"):  # the library's name of --k
+            raise CommandError(f"argument --k: {str(error)[len('k_range ') :]}") from error
+        raise
     return signal, sweep, time.perf_counter() - start
 
 
@@ -813,23 +838,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    import hyperspy.api as hs
-
-    from .report import Report, sweep_section
-
     path: Path = args.file
-    if not path.exists():
-        raise CommandError(f"no such file: {path}")
     start = time.perf_counter()
-    try:
-        signal = hs.load(path, lazy=args.lazy, signal_type=args.signal_type)
-    except Exception as error:  # any reader error: one clean line for the user
-        raise CommandError(f"could not read {path}: {error}") from error
+    signal = _pick_signal(_read(path, args), path, args.signal)
     t_load = time.perf_counter() - start
-    if isinstance(signal, list):
-        raise CommandError(
-            f"{path} holds {len(signal)} signals; nmfdecide needs a file with one 4D-STEM scan"
-        )
     am = signal.axes_manager
     if am.navigation_dimension != 2 or am.signal_dimension != 2:
         raise CommandError(
@@ -840,14 +852,31 @@ def _analyze(args: argparse.Namespace) -> int:
         )
     if not hasattr(signal, "nmf_sweep"):
         raise CommandError(
-            f"{path} was read as {type(signal).__name__}, which has no NMF sweep: use "
-            "--signal-type nmf_decide"
+            f"argument --signal-type: {path} was read as {type(signal).__name__} (signal type "
+            f"{args.signal_type!r}), which has no NMF sweep: use --signal-type nmf_decide "
+            "(the default)"
         )
     signal, t_prepare = _prepare(signal, args, beam_radius=args.beam_mask)
     signal, sweep, t_sweep = _run_sweep(signal, args)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    sweep_path = sweep.save(Path(args.out) / "sweep.npz")  # first: the costly part is kept
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        sweep_path = sweep.save(Path(args.out) / "sweep.npz")  # first: the costly part is kept
+    except OSError as error:
+        raise CommandError(f"could not save the sweep in {args.out}: {_os_error(error)}") from error
+    try:
+        return _analyze_report(args, signal, sweep, sweep_path, t_load, t_prepare, t_sweep)
+    except OSError as error:
+        raise CommandError(
+            f"could not write the report in {args.out}: {_os_error(error)}; the sweep is saved "
+            f"in {sweep_path} (NMFSweep.load reads it)"
+        ) from error
 
+
+def _analyze_report(args, signal, sweep, sweep_path, t_load, t_prepare, t_sweep) -> int:
+    """The decision, the phase maps and the report of ``analyze``, once the sweep is saved."""
+    from .report import Report, sweep_section
+
+    path: Path = args.file
     start = time.perf_counter()
     report = Report(args.out, f"NMF sweep of {path.name}")
     sweep_section(report, signal, sweep, show_k=args.show_k, timings=_timings(t_prepare, t_sweep))
@@ -862,6 +891,126 @@ def _analyze(args: argparse.Namespace) -> int:
     print(f"NMF sweep took {t_sweep:.1f} s. Sweep saved to {sweep_path.resolve()}")
     print(f"Report: {html_path.resolve()}")
     return 0
+
+
+def _read(path: Path, args: argparse.Namespace):
+    """``hs.load`` of the input file, every reader failure a :class:`CommandError`.
+
+    Returns
+    -------
+    BaseSignal or list of BaseSignal
+        What HyperSpy read (a list for files holding several signals).
+    """
+    import hyperspy.api as hs
+
+    if not path.exists():
+        raise CommandError(f"no such file: {path}")
+    if path.is_dir() and path.suffix.lower() not in (".zspy", ".zarr"):
+        raise CommandError(f"{path} is a directory: give the data file (FILE)")
+    kwargs = {"lazy": args.lazy, "signal_type": args.signal_type}
+    if args.navigation_shape:
+        ny, nx = args.navigation_shape
+        kwargs["navigation_shape"] = (nx, ny)  # HyperSpy's order: x first
+    try:
+        # hs.load logs a reader's failure as an ERROR besides raising it: the raised error
+        # alone, as one line, is what the user sees.
+        with _hyperspy_errors_silenced():
+            signal = hs.load(path, **kwargs)
+    except TypeError as error:
+        if "navigation_shape" in str(error):
+            raise CommandError(
+                f"argument --navigation-shape: the reader of {path.suffix or 'these'} files "
+                "takes no navigation shape; it is for formats that store none (Merlin .mib)"
+            ) from error
+        raise CommandError(f"could not read {path}: {error}") from error
+    except Exception as error:  # any reader error: one clean line for the user
+        raise CommandError(
+            f"could not read {path} ({type(error).__name__}: {error}): give a complete data "
+            "file that HyperSpy reads (.hspy, .zspy, .blo, .mib, .app5, .dm4, ...); see "
+            "https://hyperspy.org/rosettasciio/supported_formats"
+        ) from error
+    if args.navigation_shape and not isinstance(signal, list):
+        _check_navigation_shape(signal, path, args.navigation_shape)
+    return signal
+
+
+@contextlib.contextmanager
+def _hyperspy_errors_silenced():
+    """HyperSpy's own logger quiet (above CRITICAL) while a file is read."""
+    hs_logger = logging.getLogger("hyperspy")
+    level = hs_logger.level
+    hs_logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        hs_logger.setLevel(level)
+
+
+def _check_navigation_shape(signal, path: Path, shape: list[int]) -> None:
+    """Refuse a signal whose scan is not the ``--navigation-shape`` asked for.
+
+    A reader given a shape that does not fit the number of patterns warns and reads another
+    shape (fewer patterns): that would sweep part of the scan without saying so.
+    """
+    ny, nx = shape
+    if tuple(signal.axes_manager.navigation_shape) != (nx, ny):
+        got = " x ".join(str(n) for n in signal.axes_manager.navigation_shape[::-1]) or "none"
+        raise CommandError(
+            f"argument --navigation-shape: {ny} x {nx} probes ({ny * nx} patterns) do not fit "
+            f"{path}; its reader read a scan of {got} (rows x columns): give rows and columns "
+            "whose product is the number of patterns in the file"
+        )
+
+
+def _pick_signal(signal, path: Path, index: int | None):
+    """The 4D-STEM scan among what was read: ``--signal N``, or the only 4-D one.
+
+    Raises
+    ------
+    CommandError
+        When ``--signal`` is out of range, or the file holds several signals and not exactly
+        one with two scan and two detector dimensions (the message lists them).
+    """
+    signals = signal if isinstance(signal, list) else [signal]
+    listing = "; ".join(
+        f"{i}: {type(s).__name__} {s.axes_manager.navigation_shape}|"
+        f"{s.axes_manager.signal_shape} {s.metadata.get_item('General.title', '')!r}"
+        for i, s in enumerate(signals)
+    )
+    if index is not None:
+        if index >= len(signals):
+            raise CommandError(
+                f"argument --signal: {index} is out of range; {path} holds {len(signals)} "
+                f"signal(s): {listing}"
+            )
+        return signals[index]
+    if len(signals) == 1:
+        return signals[0]
+    scans = [
+        s
+        for s in signals
+        if s.axes_manager.navigation_dimension == 2 and s.axes_manager.signal_dimension == 2
+    ]
+    if len(scans) != 1:
+        raise CommandError(
+            f"{path} holds {len(signals)} signals, {len(scans)} of them 4D-STEM scans (two scan "
+            f"and two detector dimensions): choose one with --signal N ({listing})"
+        )
+    _logger.info("%s holds %d signals; using the 4D-STEM scan", path, len(signals))
+    return scans[0]
+
+
+def _os_error(error: OSError) -> str:
+    """An OSError as a short phrase: what failed and on which file.
+
+    Examples
+    --------
+    >>> _os_error(PermissionError(13, "Permission denied", "/root/x"))
+    'Permission denied: /root/x'
+    """
+    if error.strerror and error.filename:
+        return f"{error.strerror}: {error.filename}"
+    return str(error) or type(error).__name__
 
 
 def _timings(t_prepare: float | None, t_sweep: float) -> dict:
@@ -940,7 +1089,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
-    problem = _usage_problem(args)
+    problem = _usage_problem(args) or _output_problem(args)
     if problem is not None:
         parser.print_usage(sys.stderr)
         print(f"{PROG}: error: {problem}", file=sys.stderr)
@@ -965,6 +1114,48 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _output_problem(args: argparse.Namespace) -> str | None:
+    """Why an output directory (``--out``, ``--checkpoint``) cannot be written, or None.
+
+    Checked before any work: a sweep of minutes must not end in a file it cannot write.
+    """
+    paths = {"--out": args.out, "--checkpoint": args.checkpoint}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        problem = _directory_problem(Path(path))
+        if problem is not None:
+            return f"argument {option}: {problem}"
+    return None
+
+
+def _directory_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be an output directory (existing, or made with its parents), or None.
+
+    Examples
+    --------
+    >>> _directory_problem(Path(".")) is None
+    True
+    """
+    if path.exists():
+        if not path.is_dir():
+            return f"{path} is an existing file, not a directory: give a directory (new or not)"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return f"the directory {path} is not writable: give a directory you can write to"
+        return None
+    # The nearest existing ancestor is where the directories would be made.
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{path} cannot be made: {ancestor} is a file, not a directory"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return (
+            f"{path} cannot be made: {ancestor} is not writable; give a directory you can write to"
+        )
+    return None
+
+
 def _run(command, args: argparse.Namespace) -> int:
     """Run a command; errors the user can act on become one line and exit status 2."""
     try:
@@ -980,6 +1171,11 @@ def _run(command, args: argparse.Namespace) -> int:
         elif not isinstance(error, CommandError):
             message += " (run with -v for the details)"
         print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file that could not be read or written: no traceback
+        if args.verbose:
+            traceback.print_exc()
+        print(f"{PROG}: error: {_os_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -2,6 +2,7 @@
 ``test_report.py``."""
 
 import json
+import os
 import re
 import sys
 
@@ -436,3 +437,150 @@ def test_help_and_bad_choice(capsys):
     capsys.readouterr()
     assert main(["demo", "--k", "2:4", "--show-k", "5"]) == 2  # checked before any work
     assert "argument --show-k: [5] not among the fitted --k" in capsys.readouterr().err
+
+
+# -- output paths and bad input: one line, before any work (issue 13) ----------------------------
+def _one_error_line(err: str, *needles: str) -> None:
+    """``err`` has one ``nmfdecide: error:`` line holding every one of ``needles``.
+
+    Usage lines, and warnings and notes printed on the way, are not errors.
+    """
+    lines = [
+        line
+        for line in err.strip().splitlines()
+        if not line.startswith(("usage:", " ")) and not re.match(r"\S+: (warning|note):", line)
+    ]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "nmfdecide" in lines[0] and "error:" in lines[0], err
+    for needle in needles:
+        assert needle in lines[0], (needle, err)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fail the test if the command reads its input (the output checks come first)."""
+    import hyperspy_nmfdecide.cli as cli
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the input was read before the output paths were checked")
+
+    monkeypatch.setattr(cli, "_read", refuse)
+    monkeypatch.setattr(cli, "_run_sweep", refuse)
+
+
+@pytest.mark.parametrize("command", ["analyze", "demo"])
+def test_out_an_existing_file_is_refused_before_any_work(
+    scan_file, tmp_path, capsys, no_work, command
+):
+    existing = tmp_path / "report.html"
+    existing.write_text("keep me")
+    argv = [command] + ([str(scan_file)] if command == "analyze" else []) + ["--out", str(existing)]
+    assert main(argv) == 2
+    _one_error_line(capsys.readouterr().err, "argument --out", str(existing), "existing file")
+    assert existing.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("option", ["--out", "--checkpoint"])
+def test_output_under_a_file_is_refused_before_any_work(
+    scan_file, tmp_path, capsys, no_work, option
+):
+    # A path under a file cannot be made, even by root (who may write anywhere else).
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    target = blocker / "sub" / "report"
+    argv = ["analyze", str(scan_file), "--out", str(tmp_path / "out"), option, str(target)]
+    assert main(argv) == 2
+    _one_error_line(capsys.readouterr().err, f"argument {option}", str(target), "is a file")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="root writes to any directory, whatever its permissions",
+)
+def test_out_in_an_unwritable_directory_is_refused(scan_file, tmp_path, capsys, no_work):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        for out in (locked, locked / "report"):
+            assert main(["analyze", str(scan_file), "--out", str(out)]) == 2
+            _one_error_line(capsys.readouterr().err, "argument --out", "not writable")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_report_that_cannot_be_written_is_one_line_and_the_sweep_kept(
+    scan_file, tmp_path, capsys, monkeypatch
+):
+    from hyperspy_nmfdecide.report import Report
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "out" / "index.html"))
+
+    monkeypatch.setattr(Report, "write", full_disk)
+    out = tmp_path / "out"
+    argv = ["analyze", str(scan_file), "--k", "1:3", "--out", str(out), *FAST]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    _one_error_line(err, "could not write the report", "No space left on device", "sweep.npz")
+    assert NMFSweep.load(out / "sweep.npz").k_values.tolist() == [1, 2, 3]
+
+
+def test_an_os_error_anywhere_is_one_line(scan_file, tmp_path, capsys, monkeypatch):
+    import hyperspy_nmfdecide.cli as cli
+
+    def broken(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/somewhere/file")
+
+    monkeypatch.setattr(cli, "_prepare", broken)
+    assert main(["analyze", str(scan_file), "--out", str(tmp_path / "out")]) == 2
+    _one_error_line(capsys.readouterr().err, "Permission denied: /somewhere/file")
+
+
+@pytest.mark.parametrize("content", [b"just some text\n", b"abc", b""])
+@pytest.mark.parametrize("suffix", [".hspy", ".zspy", ".blo", ".mib", ""])
+def test_a_file_that_is_no_data_is_one_line(tmp_path, capsys, content, suffix):
+    path = tmp_path / f"notes{suffix}"
+    path.write_bytes(content)
+    assert main(["analyze", str(path), "--out", str(tmp_path / "out")]) == 2
+    _one_error_line(capsys.readouterr().err, f"could not read {path}")
+
+
+def test_a_directory_as_input_is_one_line(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    _one_error_line(capsys.readouterr().err, "is a directory", "FILE")
+
+
+def test_a_signal_type_without_sweep_names_the_option(scan_file, tmp_path, capsys):
+    argv = ["analyze", str(scan_file), "--signal-type", "bogus", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    _one_error_line(capsys.readouterr().err, "argument --signal-type", "nmf_decide")
+
+
+def test_a_k_above_the_rank_names_the_option(scan_file, tmp_path, capsys):
+    argv = ["analyze", str(scan_file), "--k", "101:102", "--out", str(tmp_path / "out"), *FAST]
+    assert main(argv) == 2
+    _one_error_line(capsys.readouterr().err, "argument --k", "k can be at most 100")
+
+
+@pytest.mark.parametrize(
+    "bad, option",
+    [
+        (["--restarts", "0"], "--restarts"),
+        (["--max-iter", "0"], "--max-iter"),
+        (["--tol", "-1"], "--tol"),
+        (["--tol", "abc"], "--tol"),
+        (["--seed", "-1"], "--seed"),
+        (["--show-k", "abc"], "--show-k"),
+        (["--signal", "-1"], "--signal"),
+        (["--navigation-shape", "0", "2"], "--navigation-shape"),
+        (["--navigation-shape", "2"], "--navigation-shape"),
+        (["--k", "abc"], "--k"),
+        (["--k", "0"], "--k"),
+    ],
+)
+def test_bad_option_values_name_the_option(bad, option, capsys):
+    assert main(["analyze", "x.hspy", *bad]) == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and "Traceback" not in err

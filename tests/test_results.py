@@ -138,3 +138,126 @@ def test_the_package_hands_on_its_public_names():
     assert set(hyperspy_nmfdecide.__all__) >= {"KDecision", "BatchedNMF", "__version__"}
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         hyperspy_nmfdecide.Nothing  # noqa: B018
+
+
+# -- reading damaged or foreign files (issue 13) -------------------------------------------------
+@pytest.fixture(scope="module")
+def small_results():
+    """A small real sweep, decision and phase maps, to damage copies of."""
+    s = simulated_scan(nav_shape=(8, 8), pattern_size=16, random_state=0).signal
+    sweep = s.nmf_sweep(range(1, 4), n_restarts=2, max_iter=30, random_state=0)
+    decision = s.decide_k()
+    pm = s.phase_maps(2)
+    return s, sweep, decision, pm
+
+
+def _save_changed(result, path, change):
+    """``result`` saved to ``path`` with ``change(dict)`` applied to what it stores."""
+    stored = result.to_dict()
+    change(stored)
+    np.savez(path, **stored)
+    return path
+
+
+def test_loading_a_text_file_names_it_and_says_it_is_no_sweep(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("not a sweep\n")
+    with pytest.raises(ValueError, match=r"notes\.npz is not a stored NMF sweep"):
+        NMFSweep.load(path)
+
+
+def test_loading_a_truncated_file_says_so(small_results, tmp_path):
+    whole = small_results[1].save(tmp_path / "sweep.npz").read_bytes()
+    for cut in (len(whole) // 2, len(whole) - 30):
+        path = tmp_path / f"cut{cut}.npz"
+        path.write_bytes(whole[:cut])
+        with pytest.raises(ValueError, match=rf"cut{cut}\.npz is truncated or damaged"):
+            NMFSweep.load(path)
+
+
+def test_loading_a_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+        NMFSweep.load(tmp_path / "nothing.npz")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.pop("loadings"), r"lacks 'loadings'"),
+        (lambda d: d.update(params_json="{broken"), r"'params_json' is not valid JSON"),
+        (lambda d: d.update(axes_json="[1, 2"), r"'axes_json' is not valid JSON"),
+        (lambda d: d.update(factors=0 * d["factors"]), r"factors at k = 1 rows \[0\] sum to"),
+        (lambda d: d.update(loadings=d["loadings"][:10]), r"loadings at k = 1 has shape"),
+        (lambda d: d.update(loss=np.nan * d["loss"]), r"best MSE holds NaN"),
+        (lambda d: d.update(k_values=np.array([1, 3, 2])), r"k_values \[1, 3, 2\]"),
+        (lambda d: d.update(format="other"), r"not a stored NMF sweep"),
+    ],
+    ids=["missing key", "params json", "axes json", "zero factors", "shape", "nan", "k", "format"],
+)
+def test_a_damaged_sweep_file_is_refused_naming_file_and_fault(
+    small_results, tmp_path, change, message
+):
+    path = _save_changed(small_results[1], tmp_path / "bad.npz", change)
+    with pytest.raises(ValueError, match=r"bad\.npz: .*" + message):
+        NMFSweep.load(path)
+
+
+def test_a_dead_component_is_not_damage(small_results, tmp_path):
+    # A component that died in the fit has zero factors *and* zero loadings: still loadable.
+    def kill_last(d):
+        d["factors"][-1] = 0
+        d["loadings"][:, -1] = 0
+
+    sweep = NMFSweep.load(_save_changed(small_results[1], tmp_path / "dead.npz", kill_last))
+    assert not sweep.get_factors(3).data[-1].any()
+
+
+def test_a_zspy_with_a_lost_chunk_does_not_load_zero_factors(small_results, tmp_path):
+    import hyperspy.api as hs
+
+    s = small_results[0]
+    s.save(tmp_path / "scan.zspy")
+    sweep_group = "Experiments/*/metadata/NMFDecide/sweep"
+    chunks = list((tmp_path / "scan.zspy").glob(f"{sweep_group}/factors/0/0"))
+    assert len(chunks) == 1
+    chunks[0].unlink()  # zarr reads a missing chunk as zeros, silently
+    loaded = hs.load(tmp_path / "scan.zspy")
+    with pytest.raises(ValueError, match=r"metadata \(NMFDecide\.sweep\): damaged NMF sweep"):
+        NMFSweep.from_signal(loaded)
+
+
+@pytest.mark.parametrize(
+    "index, change, message",
+    [
+        (2, lambda d: d.update(k=7), r"k = 7 is not among its k values"),
+        (2, lambda d: d.update(columns=d["columns"][:, :2]), r"table has shape"),
+        (2, lambda d: d.pop("reason"), r"lacks 'reason'"),
+        (2, lambda d: d.update(noise_json="{"), r"'noise_json' is not valid JSON"),
+        (3, lambda d: d.update(factors=0 * d["factors"]), r"factors rows \[0, 1\] sum to"),
+        (3, lambda d: d.update(labels=d["labels"] + 5), r"labels outside 0 to"),
+        (3, lambda d: d.update(legend_json="[1"), r"legend_json"),
+        (3, lambda d: d.update(masks=d["masks"][:1]), r"masks has shape"),
+        (3, lambda d: d.pop("loadings"), r"lacks 'loadings'"),
+    ],
+    ids=[
+        "decision k",
+        "decision table",
+        "decision key",
+        "decision json",
+        "phases zero factors",
+        "phases labels",
+        "phases legend",
+        "phases masks",
+        "phases key",
+    ],
+)
+def test_damaged_decision_and_phase_maps_are_refused(
+    small_results, tmp_path, index, change, message
+):
+    result = small_results[index]
+    path = _save_changed(result, tmp_path / "bad.npz", change)
+    with pytest.raises(ValueError, match=r"bad\.npz: .*" + message):
+        type(result).load(path)
+    assert type(result).load(result.save(tmp_path / "good.npz")).to_dict().keys() == (
+        result.to_dict().keys()
+    )

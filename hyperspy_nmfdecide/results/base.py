@@ -7,6 +7,7 @@ metadata gives the same calibrated factors, maps and patterns.
 
 from __future__ import annotations
 
+import errno
 import json
 import zipfile
 import zlib
@@ -105,8 +106,8 @@ class StoredResult:
             return cls.from_dict(signal.metadata.get_item(cls.metadata_path).as_dictionary())
         except ValueError as error:
             raise ValueError(
-                f"the {cls.__name__} kept in the signal's metadata ({cls.metadata_path}) cannot "
-                f"be used: {error}; run s.{cls.made_by}() again"
+                f"the {cls.__name__} kept in the signal's metadata ({cls.metadata_path}): "
+                f"{error} (s.{cls.made_by}() makes a new one)"
             ) from error
 
 
@@ -231,7 +232,7 @@ def read_npz(path: Path, what: str) -> dict:
     if not path.is_file():
         if path.exists():
             raise ValueError(f"{path} is a directory, not a stored {what} (.npz file)")
-        raise FileNotFoundError(f"No such file: {str(path)!r}")
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
     with path.open("rb") as file:
         is_zip = file.read(4) == b"PK\x03\x04"
     if not is_zip:
@@ -240,12 +241,23 @@ def read_npz(path: Path, what: str) -> dict:
     try:
         with np.load(path, allow_pickle=False) as stored:
             return {key: stored[key] for key in stored.files}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as error:
-        # Zip, deflate and .npy header errors all mean bytes were lost or changed.
+    except ValueError as error:
+        if "allow_pickle" not in str(error):
+            raise _truncated(path, what, error) from error
         raise ValueError(
-            f"{path} is truncated or damaged ({type(error).__name__}: {error}); save the "
-            f"{what} again or use another copy"
+            f"{path} is not a stored {what}: it holds pickled Python objects, which load() "
+            "does not read (unpickling can run any code)"
         ) from error
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        raise _truncated(path, what, error) from error
+
+
+def _truncated(path: Path, what: str, error: Exception) -> ValueError:
+    """The error of an ``.npz`` archive that cannot be read to its end."""
+    return ValueError(
+        f"{path} is truncated or damaged ({type(error).__name__}: {error}); save the {what} "
+        "again or use another copy"
+    )
 
 
 def stored_item(d: dict, name: str, what: str):
@@ -258,7 +270,7 @@ def stored_item(d: dict, name: str, what: str):
     >>> stored_item({}, "loadings", "NMF sweep")
     Traceback (most recent call last):
     ...
-    ValueError: the stored NMF sweep lacks 'loadings': it was not written by save() of this package or it was cut short
+    ValueError: the stored NMF sweep lacks 'loadings': it was not written by save() ...
     """
     try:
         return d[name]
@@ -279,22 +291,20 @@ def stored_json(d: dict, name: str, what: str):
     >>> stored_json({"params_json": '{"a": '}, "params_json", "NMF sweep")
     Traceback (most recent call last):
     ...
-    ValueError: the stored NMF sweep is damaged: its 'params_json' is not valid JSON (Expecting value: line 1 column 7 (char 6))
+    ValueError: damaged NMF sweep: its 'params_json' is not valid JSON (Expecting value: ...
     """
     text = stored_item(d, name, what)
     try:
         return json.loads(str(text))
     except json.JSONDecodeError as error:
-        raise ValueError(
-            f"the stored {what} is damaged: its {name!r} is not valid JSON ({error})"
-        ) from None
+        raise damaged(what, f"its {name!r} is not valid JSON ({error})") from None
 
 
 def damaged(what: str, problem: str) -> ValueError:
     """The error of a stored result whose arrays cannot be right (to ``raise``)."""
     return ValueError(
-        f"the stored {what} is damaged: {problem}; part of it was lost or changed after it "
-        "was saved — compute it again"
+        f"damaged {what}: {problem}; part of it was lost or changed after it was saved — "
+        "compute it again"
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import METADATA_DECISION, StoredResult
+from .base import METADATA_DECISION, StoredResult, check_finite, damaged, stored_item, stored_json
 
 __all__ = ["KDecision"]
 
@@ -62,6 +62,7 @@ class KDecision(StoredResult):
 
     metadata_path = METADATA_DECISION
     made_by = "decide_k"
+    description = "k decision"
 
     k: int
     elbow_k: int
@@ -145,32 +146,47 @@ class KDecision(StoredResult):
 
     @classmethod
     def from_dict(cls, d: dict) -> KDecision:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Raises
+        ------
+        ValueError
+            When ``d`` is not a stored decision, lacks an entry, or holds values that cannot
+            be right (a k that was not swept, a table that does not fit the k values, NaN in
+            the spectrum).
+        """
         version = str(d.get("format", ""))
         if version not in ("hyperspy_nmfdecide.KDecision/1", "hyperspy_nmfdecide.KDecision/2"):
             raise ValueError(f"not a stored k decision (format {d.get('format')!r})")
+        what = cls.description
+
+        def item(name):
+            return stored_item(d, name, what)
+
         # Version 1 assumed Poisson counts and called the tail correction "gain".
-        names = json.loads(str(d["column_names"]))
-        columns = np.asarray(d["columns"])
+        names = stored_json(d, "column_names", what)
+        columns = np.asarray(item("columns"))
         suggested = d.get("suggested_range")
-        return cls(
-            k=int(d["k"]),
-            elbow_k=int(d["elbow_k"]),
-            method=str(d["method"]),
-            reason=str(d["reason"]),
-            k_values=np.asarray(d["k_values"]),
+        decision = cls(
+            k=int(item("k")),
+            elbow_k=int(item("elbow_k")),
+            method=str(item("method")),
+            reason=str(item("reason")),
+            k_values=np.asarray(item("k_values")),
             columns={name: columns[i] for i, name in enumerate(names)},
             spectrum={
-                "squared_singular_values": np.asarray(d["squared_singular_values"]),
-                "noise_edge": float(d["noise_edge"]),
-                "noise_scale": float(d["noise_scale"] if "noise_scale" in d else d["gain"]),
-                "shape": [int(v) for v in np.asarray(d["spectrum_shape"])],
+                "squared_singular_values": np.asarray(item("squared_singular_values")),
+                "noise_edge": float(item("noise_edge")),
+                "noise_scale": float(item("noise_scale" if "noise_scale" in d else "gain")),
+                "shape": [int(v) for v in np.asarray(item("spectrum_shape"))],
             },
             suggested_range=None if suggested is None else tuple(int(v) for v in suggested),
-            params=json.loads(str(d["params_json"])),
-            noise=json.loads(str(d["noise_json"])) if "noise_json" in d else {},
+            params=stored_json(d, "params_json", what),
+            noise=stored_json(d, "noise_json", what) if "noise_json" in d else {},
             fallback=str(d.get("fallback", "")) or None,
         )
+        _check_decision(decision, columns.shape, len(names))
+        return decision
 
     def summary(self) -> dict:
         """JSON-ready decision, reason and table (for reports)."""
@@ -188,3 +204,36 @@ class KDecision(StoredResult):
             },
             "table": self.table,
         }
+
+
+def _check_decision(decision: KDecision, columns_shape: tuple, n_names: int) -> None:
+    """Raise ValueError (:func:`~.base.damaged`) unless the stored decision fits together.
+
+    The decided and elbow k are swept k values, the table has one value per k for every
+    named metric (NaN is allowed there: a metric can be undefined at a k), and the noise
+    spectrum is finite.
+    """
+    what = KDecision.description
+    ks = np.asarray(decision.k_values)
+    if ks.ndim != 1 or not ks.size:
+        raise damaged(what, f"its k_values {ks.tolist()} are not a list of swept k")
+    for name in ("k", "elbow_k"):
+        if getattr(decision, name) not in ks.tolist():
+            raise damaged(
+                what, f"its {name} = {getattr(decision, name)} is not among its k values"
+            )
+    if tuple(columns_shape) != (n_names, ks.size):
+        raise damaged(
+            what,
+            f"its table has shape {tuple(columns_shape)}, expected ({n_names} metrics, "
+            f"{ks.size} k values)",
+        )
+    spectrum = decision.spectrum
+    check_finite(
+        what,
+        {
+            "squared_singular_values": spectrum["squared_singular_values"],
+            "noise_edge": np.float64(spectrum["noise_edge"]),
+            "noise_scale": np.float64(spectrum["noise_scale"]),
+        },
+    )

@@ -19,7 +19,17 @@ import numpy as np
 from .. import phases
 from .._utils import json_default, optional_array, to_jsonable
 from ..phases import PhaseArrays
-from .base import METADATA_PHASE_MAPS, CalibratedResult, component_axis
+from .base import (
+    METADATA_PHASE_MAPS,
+    CalibratedResult,
+    check_finite,
+    check_shape,
+    check_unit_rows,
+    component_axis,
+    damaged,
+    stored_item,
+    stored_json,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -86,6 +96,7 @@ class PhaseMaps(CalibratedResult):
 
     metadata_path = METADATA_PHASE_MAPS
     made_by = "phase_maps"
+    description = "phase maps"
 
     arrays: PhaseArrays
     factors: np.ndarray
@@ -385,38 +396,56 @@ class PhaseMaps(CalibratedResult):
 
     @classmethod
     def from_dict(cls, d: dict) -> PhaseMaps:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Raises
+        ------
+        ValueError
+            When ``d`` is not stored phase maps, lacks an entry, or holds arrays that cannot
+            be right (shapes that disagree with k and the axes, NaN, factors that do not sum
+            to one, labels outside the legend).
+        """
         d = dict(d)
         if str(d.get("format")) != _FORMAT:
             raise ValueError(f"not stored phase maps (format {d.get('format')!r})")
-        legend = {
-            int(label): tuple(int(j) for j in members)
-            for label, members in json.loads(str(d["legend_json"])).items()
-        }
-        background = int(d["background_index"])
+        what = cls.description
+
+        def item(name):
+            return stored_item(d, name, what)
+
+        try:
+            legend = {
+                int(label): tuple(int(j) for j in members)
+                for label, members in stored_json(d, "legend_json", what).items()
+            }
+        except (AttributeError, TypeError, ValueError):
+            raise damaged(what, "its legend_json is not a legend of phases") from None
+        background = int(item("background_index"))
         arrays = PhaseArrays(
-            k=int(d["k"]),
+            k=int(item("k")),
             legend=legend,
             background_index=None if background < 0 else background,
-            min_size=int(d["min_size"]),
-            **{name: np.asarray(d[name]) for name in _ARRAY_FIELDS},
+            min_size=int(item("min_size")),
+            **{name: np.asarray(item(name)) for name in _ARRAY_FIELDS},
             **{
-                name: json.loads(str(d[f"{name}_json"]))
+                name: stored_json(d, f"{name}_json", what)
                 if f"{name}_json" in d
                 else _LATER_FIELDS[name]
                 for name in _JSON_FIELDS
             },
         )
-        return cls(
+        pm = cls(
             arrays=arrays,
-            factors=np.asarray(d["factors"]),
-            loadings=np.asarray(d["loadings"]),
-            axes=json.loads(str(d["axes_json"])),
+            factors=np.asarray(item("factors")),
+            loadings=np.asarray(item("loadings")),
+            axes=stored_json(d, "axes_json", what),
             navigation_mask=optional_array(d.get("navigation_mask")),
             signal_mask=optional_array(d.get("signal_mask")),
-            params=json.loads(str(d["pm_params_json"])),
-            source_metadata=json.loads(str(d["source_metadata_json"])),
+            params=stored_json(d, "pm_params_json", what),
+            source_metadata=stored_json(d, "source_metadata_json", what),
         )
+        _check_phase_maps(pm)
+        return pm
 
     def summary(self) -> dict:
         """JSON-ready figures (non-finite numbers become None).
@@ -469,6 +498,44 @@ class PhaseMaps(CalibratedResult):
                 "params": self.params,
             }
         )
+
+
+def _check_phase_maps(pm: PhaseMaps) -> None:
+    """Raise ValueError (:func:`~.base.damaged`) unless the stored phase maps fit together.
+
+    Shapes agree with k and the axes, the numbers are finite, the factors sum to one (a lost
+    chunk reads back as zeros) and every label is 0 or a phase of the legend.
+    """
+    what, a = PhaseMaps.description, pm.arrays
+    try:
+        scan, pattern = pm.scan_shape, pm.pattern_shape
+    except (KeyError, TypeError, ValueError):
+        raise damaged(what, "its axes_json lacks the axis sizes") from None
+    n_probe, n_pixel = int(np.prod(scan, dtype=int)), int(np.prod(pattern, dtype=int))
+    k, n_phases = pm.k, pm.n_phases
+    expected = {
+        "factors": (pm.factors, (k, n_pixel)),
+        "loadings": (pm.loadings, (n_probe, k)),
+        "labels": (a.labels, scan),
+        "overlap": (a.overlap, scan),
+        "masks": (a.masks, (k, *scan)),
+        "thresholds": (a.thresholds, (k,)),
+        "phase_sizes": (a.phase_sizes, (n_phases,)),
+        "raw_means": (a.raw_means, (n_phases, n_pixel)),
+        "reconstructed_means": (a.reconstructed_means, (n_phases, n_pixel)),
+    }
+    for name, (values, shape) in expected.items():
+        check_shape(what, name, values, shape)
+    check_finite(
+        what, {name: values for name, (values, _) in expected.items() if name != "thresholds"}
+    )
+    check_unit_rows(what, "factors", pm.factors, pm.loadings)
+    if np.any(pm.loadings < 0):
+        raise damaged(what, "loadings hold negative values")
+    if sorted(pm.legend) != list(range(1, n_phases + 1)):
+        raise damaged(what, f"its legend labels {sorted(pm.legend)} are not 1 to {n_phases}")
+    if a.labels.size and not (0 <= a.labels.min() and a.labels.max() <= n_phases):
+        raise damaged(what, f"labels outside 0 to {n_phases} (the phases of its legend)")
 
 
 # -- plotting --------------------------------------------------------------------------------

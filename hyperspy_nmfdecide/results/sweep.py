@@ -9,7 +9,17 @@ import numpy as np
 
 from .._utils import optional_array
 from ..nmf.sweep import SweepArrays
-from .base import METADATA_SWEEP, CalibratedResult, component_axis
+from .base import (
+    METADATA_SWEEP,
+    CalibratedResult,
+    check_finite,
+    check_shape,
+    check_unit_rows,
+    component_axis,
+    damaged,
+    stored_item,
+    stored_json,
+)
 
 __all__ = ["NMFSweep"]
 
@@ -52,6 +62,7 @@ class NMFSweep(CalibratedResult):
 
     metadata_path = METADATA_SWEEP
     made_by = "nmf_sweep"
+    description = "NMF sweep"
 
     arrays: SweepArrays
     axes: list[dict]
@@ -238,44 +249,52 @@ class NMFSweep(CalibratedResult):
 
     @classmethod
     def from_dict(cls, d: dict) -> NMFSweep:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Raises
+        ------
+        ValueError
+            When ``d`` is not a stored sweep, lacks an entry, or holds arrays that cannot be
+            right (shapes that disagree with the k values and the axes, NaN, factors that do
+            not sum to one: what a lost chunk of a file reads back as).
+        """
         d = dict(d)
-        if d.get("format") != "hyperspy_nmfdecide.NMFSweep/1":
+        if str(d.get("format")) != "hyperspy_nmfdecide.NMFSweep/1":
             raise ValueError(f"not a stored NMF sweep (format {d.get('format')!r})")
-        ks = [int(k) for k in np.asarray(d["k_values"])]
-        offsets = np.concatenate([[0], np.cumsum(ks)])
-        cuts = np.concatenate([[0], np.cumsum(np.asarray(d["history_lengths"]))])
-        arrays = SweepArrays(
-            k_values=np.asarray(d["k_values"]),
-            loss=np.asarray(d["loss"]),
-            n_iter=np.asarray(d["n_iter"]),
-            converged=np.asarray(d["converged"]),
-            nndsvd_loss=np.asarray(d["nndsvd_loss"]),
-            nndsvd_n_iter=np.asarray(d["nndsvd_n_iter"]),
-            nndsvd_converged=np.asarray(d["nndsvd_converged"]),
-            pca_loss=np.asarray(d["pca_loss"]),
-            best_run=np.asarray(d["best_run"]),
-            loss_history=[np.asarray(d["history"])[cuts[i] : cuts[i + 1]] for i in range(len(ks))],
-            factors={
-                k: np.asarray(d["factors"])[offsets[i] : offsets[i + 1]] for i, k in enumerate(ks)
-            },
-            loadings={
-                k: np.asarray(d["loadings"])[:, offsets[i] : offsets[i + 1]]
-                for i, k in enumerate(ks)
-            },
-            entropy=int(d["entropy"]),
-            runner_up={
-                k: np.asarray(d["runner_up"])[offsets[i] : offsets[i + 1]] for i, k in enumerate(ks)
-            },
+        what = cls.description
+
+        def item(name):
+            return np.asarray(stored_item(d, name, what))
+
+        ks = _stored_k_values(item("k_values"))
+        offsets = np.concatenate([[0], np.cumsum(ks)]).astype(int)
+        lengths = item("history_lengths")
+        check_shape(what, "history_lengths", lengths, (len(ks),))
+        cuts = np.concatenate([[0], np.cumsum(lengths)]).astype(int)
+        history, factors, loadings, runner_up = (
+            item(name) for name in ("history", "factors", "loadings", "runner_up")
         )
-        return cls(
+        if history.shape != (cuts[-1],) or factors.ndim != 2 or loadings.ndim != 2:
+            raise damaged(what, "its history, factors or loadings do not fit its k values")
+        arrays = SweepArrays(
+            k_values=item("k_values"),
+            **{name: item(name) for name in _PER_RUN + _PER_K},
+            loss_history=[history[cuts[i] : cuts[i + 1]] for i in range(len(ks))],
+            factors={k: factors[offsets[i] : offsets[i + 1]] for i, k in enumerate(ks)},
+            loadings={k: loadings[:, offsets[i] : offsets[i + 1]] for i, k in enumerate(ks)},
+            entropy=_stored_entropy(stored_item(d, "entropy", what)),
+            runner_up={k: runner_up[offsets[i] : offsets[i + 1]] for i, k in enumerate(ks)},
+        )
+        sweep = cls(
             arrays=arrays,
-            axes=json.loads(str(d["axes_json"])),
+            axes=stored_json(d, "axes_json", what),
             navigation_mask=optional_array(d.get("navigation_mask")),
             signal_mask=optional_array(d.get("signal_mask")),
-            params=json.loads(str(d["params_json"])),
-            source_metadata=json.loads(str(d["source_metadata_json"])),
+            params=stored_json(d, "params_json", what),
+            source_metadata=stored_json(d, "source_metadata_json", what),
         )
+        _check_sweep(sweep)
+        return sweep
 
     def summary(self) -> dict:
         """JSON-ready per-k figures (for reports)."""
@@ -289,3 +308,65 @@ class NMFSweep(CalibratedResult):
             "converged_fraction": self.converged.mean(axis=1).tolist(),
             "params": self.params,
         }
+
+
+# -- checks of a stored sweep ---------------------------------------------------------------------
+#: SweepArrays fields of shape (n_k, n_restarts) and of shape (n_k,).
+_PER_RUN = ("loss", "n_iter", "converged")
+_PER_K = ("nndsvd_loss", "nndsvd_n_iter", "nndsvd_converged", "pca_loss", "best_run")
+
+
+def _stored_k_values(k_values: np.ndarray) -> list[int]:
+    """The stored k values as ints: whole numbers >= 1, ascending, without repeats."""
+    ks = k_values.tolist() if k_values.ndim == 1 else None
+    if (
+        not ks
+        or k_values.dtype.kind not in "iu"
+        or min(ks) < 1
+        or any(b <= a for a, b in zip(ks, ks[1:], strict=False))
+    ):
+        raise damaged("NMF sweep", f"its k_values {k_values.tolist()} are not ascending k >= 1")
+    return [int(k) for k in ks]
+
+
+def _stored_entropy(value) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise damaged("NMF sweep", f"its entropy {str(value)!r} is not a whole number") from None
+
+
+def _check_sweep(sweep: NMFSweep) -> None:
+    """Raise ValueError (:func:`~.base.damaged`) unless the sweep's arrays fit together.
+
+    Shapes agree with the k values and the axes, every number is finite, and every factor
+    row sums to one (a lost zarr chunk reads back as zeros, silently).
+    """
+    what, a = "NMF sweep", sweep.arrays
+    if not isinstance(sweep.axes, list) or not all(isinstance(x, dict) for x in sweep.axes):
+        raise damaged(what, "its axes_json is not a list of axes")
+    try:
+        n_probe = int(np.prod(sweep.scan_shape, dtype=int))
+        n_pixel = int(np.prod(sweep.pattern_shape, dtype=int))
+    except (KeyError, TypeError, ValueError):
+        raise damaged(what, "its axes_json lacks the axis sizes") from None
+    n_k = len(a.k_values)
+    for name in _PER_RUN:
+        check_shape(what, name, getattr(a, name), (n_k, a.loss.shape[-1] if a.loss.ndim else 0))
+    for name in _PER_K:
+        check_shape(what, name, getattr(a, name), (n_k,))
+    if sweep.navigation_mask is not None:
+        check_shape(what, "navigation_mask", sweep.navigation_mask, sweep.scan_shape)
+    if sweep.signal_mask is not None:
+        check_shape(what, "signal_mask", sweep.signal_mask, sweep.pattern_shape)
+    for k in (int(k) for k in a.k_values):
+        check_shape(what, f"factors at k = {k}", a.factors[k], (k, n_pixel))
+        check_shape(what, f"loadings at k = {k}", a.loadings[k], (n_probe, k))
+        check_shape(what, f"runner-up factors at k = {k}", a.runner_up[k], (k, n_pixel))
+        check_finite(what, {f"factors at k = {k}": a.factors[k]})
+        check_finite(what, {f"loadings at k = {k}": a.loadings[k]})
+        if np.any(a.loadings[k] < 0):
+            raise damaged(what, f"loadings at k = {k} hold negative values")
+        check_unit_rows(what, f"factors at k = {k}", a.factors[k], a.loadings[k])
+        check_unit_rows(what, f"runner-up factors at k = {k}", a.runner_up[k])
+    check_finite(what, {"best MSE": a.best_loss, "PCA MSE": a.pca_loss})
