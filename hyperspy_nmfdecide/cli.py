@@ -936,14 +936,15 @@ def _read(path: Path, args: argparse.Namespace):
 
 @contextlib.contextmanager
 def _hyperspy_errors_silenced():
-    """HyperSpy's own logger quiet (above CRITICAL) while a file is read."""
-    hs_logger = logging.getLogger("hyperspy")
-    level = hs_logger.level
-    hs_logger.setLevel(logging.CRITICAL + 1)
+    """No log record while a file is read (HyperSpy and each reader log their own errors)."""
+    # Readers' loggers set their own levels and handlers, so only logging.disable reaches
+    # all of them; the previous setting comes back afterwards.
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
         yield
     finally:
-        hs_logger.setLevel(level)
+        logging.disable(previous)
 
 
 def _check_navigation_shape(signal, path: Path, shape: list[int]) -> None:
