@@ -4,8 +4,8 @@ No HyperSpy import happens below this package (DESIGN §1).  Its modules, from t
 ``chunks`` (the :class:`ChunkOperator` contract), ``operators`` (dense, sparse, low-rank data),
 ``cluster`` (on a dask cluster), ``dispatch`` (which operator a data array gets), ``updates``
 (HALS, MU, ALS), ``engine`` (all runs advanced in one pass per iteration), ``svd``, ``starts``
-(random and NNDSVD starts), ``checkpoint``, ``sweep`` (:func:`run_sweep`) and ``estimator``
-(:class:`BatchedNMF`).
+(random and NNDSVD starts), ``fingerprint`` (what identifies the data), ``checkpoint``,
+``sweep`` (:func:`run_sweep`) and ``estimator`` (:class:`BatchedNMF`).
 """
 
 from .checkpoint import CheckpointError
@@ -13,6 +13,7 @@ from .chunks import ChunkOperator, ChunkProducts, DataOperator, FitOperator, Mat
 from .cluster import ClusterError
 from .dispatch import make_operator
 from .estimator import BatchedNMF
+from .fingerprint import Fingerprint, content_fingerprint, same_fingerprint
 from .operators import DenseOperator, LowRankOperator, SparseOperator
 from .sweep import SweepArrays, SweepParameters, run_sweep
 
@@ -24,12 +25,15 @@ __all__ = [
     "ClusterError",
     "DataOperator",
     "DenseOperator",
+    "Fingerprint",
     "FitOperator",
     "LowRankOperator",
     "MatrixStats",
     "SparseOperator",
     "SweepArrays",
     "SweepParameters",
+    "content_fingerprint",
     "make_operator",
     "run_sweep",
+    "same_fingerprint",
 ]

@@ -28,7 +28,9 @@ __all__ = [
     "FitOperator",
     "InProcessChunks",
     "MatrixStats",
+    "PROJECTIONS",
     "add_partials",
+    "projection_vectors",
 ]
 
 #: Working precision of every product with X (DESIGN §7: float32 GEMM is twice as fast).
@@ -50,6 +52,11 @@ class MatrixStats:
         (their error is exactly zero), so that dropping dark pixels does not change the loss.
     total
         Sum of the kept entries, in float64 (NaN where no caller needs it).
+    projection
+        ``Uᵀ X V`` (flattened, float64) for the seeded vectors of :func:`projection_vectors`
+        restricted to the kept rows and columns: what tells reordered data apart (a permutation
+        of probes or pixels leaves ``‖X‖²`` and the sum as they were).  Empty where no caller
+        needs it.
 
     Examples
     --------
@@ -63,6 +70,7 @@ class MatrixStats:
     n_cols: int
     n_loss_cols: int
     total: float = float("nan")
+    projection: tuple[float, ...] = ()
 
     @property
     def mean(self) -> float:
@@ -73,6 +81,31 @@ class MatrixStats:
     def n_elements(self) -> float:
         """Entries the MSE is the mean over."""
         return float(self.n_rows) * float(self.n_loss_cols)
+
+
+#: Seed and number of the random vectors of :func:`projection_vectors` (on each axis).
+_PROJECTION_SEED = 0x4E4D46
+PROJECTIONS = 3
+
+
+def projection_vectors(n_full: int, p_full: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded Gaussian vectors ``U`` (n_full, 3) and ``V`` (p_full, 3) of a fingerprint.
+
+    Drawn over the *full* probe and pixel index (before masks), so a probe or pixel keeps its
+    vector entry whatever else is masked; an operator takes the rows of its kept entries.  A
+    swap of two probes i, j changes ``Uᵀ X V`` by ``(u_i − u_j)(x_j − x_i) V``, which is zero
+    only when the two patterns are equal (when the swap changes nothing).
+
+    Examples
+    --------
+    >>> u, v = projection_vectors(4, 3)
+    >>> u.shape, v.shape, bool((projection_vectors(4, 3)[0] == u).all())
+    ((4, 3), (3, 3), True)
+    """
+    rng = np.random.default_rng(_PROJECTION_SEED)
+    u = rng.standard_normal((int(n_full), PROJECTIONS))
+    v = np.random.default_rng(_PROJECTION_SEED + 1).standard_normal((int(p_full), PROJECTIONS))
+    return u, v
 
 
 #: A chunk task: ``task(products, X_c, block, **shared) -> (new_block, partial)``.

@@ -87,7 +87,8 @@ class BatchedNMF(TransformerMixin, BaseEstimator):
             The loadings W of the best run, float64.
         """
         X = self._checked(X, reset=True)
-        operator = DenseOperator(X, drop_dark=False)
+        # Fitted as X / scale (a power of two, 1 for data of ordinary scale): see normalise.
+        operator = DenseOperator(X, drop_dark=False, normalise=True)
         n, p = operator.shape
         k = int(self.n_components)
         if not 1 <= k <= min(n, p):
@@ -103,9 +104,10 @@ class BatchedNMF(TransformerMixin, BaseEstimator):
         self.n_components_ = k
         self.n_iter_ = best.n_iter
         # scikit-learn reports the Frobenius norm, not the MSE.
-        self.reconstruction_err_ = float(np.sqrt(direct_mse(operator, best) * n * p))
-        self.restart_mse_ = np.array([run.mse for run in runs])
-        return best.w.astype(np.float64)
+        scale = operator.scale
+        self.reconstruction_err_ = float(np.sqrt(direct_mse(operator, best) * n * p)) * scale
+        self.restart_mse_ = np.array([run.mse for run in runs]) * scale**2
+        return best.w.astype(np.float64) * scale
 
     def fit(self, X: Any, y: None = None, **params: Any) -> BatchedNMF:
         """Fit the model to ``X``; return the estimator (see :meth:`fit_transform`)."""
@@ -126,7 +128,7 @@ class BatchedNMF(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._checked(X, reset=False)
-        operator = DenseOperator(X, drop_dark=False)
+        operator = DenseOperator(X, drop_dark=False, normalise=True)
         n = operator.shape[0]
         h = self.components_.astype(DTYPE)
         w = np.full((n, h.shape[0]), float(np.sqrt(operator.stats.squared_norm / X.size)), DTYPE)
@@ -134,7 +136,7 @@ class BatchedNMF(TransformerMixin, BaseEstimator):
         fit_runs(
             operator, [run], solver="hals", max_iter=self.max_iter, tol=self.tol, fixed_factors=True
         )
-        return run.w.astype(np.float64)
+        return run.w.astype(np.float64) * operator.scale
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """The data that loadings ``X`` (n_samples, n_components) stand for: ``X @ components_``.

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._utils import is_dask
-from .chunks import DTYPE, InProcessChunks, MatrixStats
+from .chunks import DTYPE, InProcessChunks, MatrixStats, projection_vectors
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -29,6 +29,15 @@ __all__ = [
 
 #: Target size in bytes of one navigation chunk of X when the caller does not choose.
 DEFAULT_CHUNK_BYTES = 32 * 2**20
+
+#: Rms of X inside which a normalising operator leaves X as given (scale 1, so seeded sweeps
+#: of ordinary data keep their results bit for bit: the reference scans' rms are 4.5 and 11.8).
+#: Outside it X is divided by the power of two nearest its rms, exact in floating point: the
+#: solvers' absolute float32-eps guards then weigh as at rms 1 (at ×1e-12 MU fitted the
+#: all-zero model), and float32 products cannot overflow (×1e17 gave MSE 0).
+RMS_WINDOW = (2.0**-4, 2.0**16)
+
+_F32_MAX = float(np.finfo(DTYPE).max)
 
 
 def _check_values(minimum: float, has_nan: bool, has_inf: bool, negative: str) -> None:
@@ -42,6 +51,66 @@ def _check_values(minimum: float, has_nan: bool, has_inf: bool, negative: str) -
             "data. Pass negative_values='clip' to set them to zero, or subtract a background "
             "that does not overshoot."
         )
+
+
+def _too_large(peak: float) -> ValueError:
+    return ValueError(
+        f"The data hold finite values up to {peak:g}, beyond float32's range "
+        f"({_F32_MAX:.3g}) in which this computation works: divide the data by a constant "
+        "(e.g. 1e30) first."
+    )
+
+
+def _float32(values: Any, copy: bool = True) -> np.ndarray:
+    """``values`` as float32; finite values beyond its range become inf (checked after)."""
+    with np.errstate(over="ignore"):
+        return values.astype(DTYPE, copy=copy)
+
+
+def _times(block: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``block @ v`` in float64; silent on inf (such data are refused after the pass)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.asarray(block, dtype=np.float64) @ v
+
+
+def _wide_peak(source: Any) -> float | None:
+    """Largest |value| of a float dtype wider than float32 when every value is finite, else None.
+
+    Called only when the float32 copy holds an infinity: it tells values that are infinite
+    from finite ones too large for float32.
+    """
+    if not (np.issubdtype(source.dtype, np.floating) and source.dtype.itemsize > 4):
+        return None
+    if not bool(np.isfinite(source).all()):
+        return None
+    return float(max(abs(float(source.max())), abs(float(source.min()))))
+
+
+def _window_exponent(squared_norm: float, n: int, p: int) -> int:
+    """``e`` such that X / 2**e is fitted: 0 inside :data:`RMS_WINDOW`, else rms's nearest.
+
+    Examples
+    --------
+    >>> _window_exponent(100.0, 2, 2), _window_exponent(4e-24, 2, 2)
+    (0, -40)
+    """
+    rms = float(np.sqrt(squared_norm / (float(n) * float(p)))) if n and p else 0.0
+    if rms == 0 or RMS_WINDOW[0] <= rms <= RMS_WINDOW[1]:
+        return 0
+    return int(np.round(np.log2(rms)))
+
+
+def _scaled_stats(stats: MatrixStats, exponent: int) -> MatrixStats:
+    """The statistics of X / 2**exponent (exact: powers of two)."""
+    f = 2.0**-exponent
+    return MatrixStats(
+        stats.squared_norm * f * f,
+        stats.n_rows,
+        stats.n_cols,
+        stats.n_loss_cols,
+        stats.total * f,
+        tuple(value * f for value in stats.projection),
+    )
 
 
 class DenseProducts:
@@ -93,6 +162,12 @@ class DenseOperator(DenseProducts, InProcessChunks):
     chunk_rows
         Rows per chunk; by default about 32 MiB of float32 per chunk (eager) or the dask
         chunking along the navigation axis (lazy).
+    normalise
+        Fit X / ``scale`` (``scale`` a power of two, 1 while the rms of X is inside
+        :data:`RMS_WINDOW`), so that solvers work at any physical scale; the caller multiplies
+        loadings by ``scale`` and MSEs by ``scale**2``.  Finite values beyond float32's range
+        are then accepted (else refused with a message that says so).  ``stats`` and the
+        chunks are those of X / ``scale``.
 
     Examples
     --------
@@ -113,6 +188,7 @@ class DenseOperator(DenseProducts, InProcessChunks):
         negative_values: str = "raise",
         drop_dark: bool = True,
         chunk_rows: int | None = None,
+        normalise: bool = False,
     ) -> None:
         self.full_shape, self.row_keep, self.col_keep = _checked_layout(
             data, row_mask, col_mask, negative_values
@@ -120,6 +196,9 @@ class DenseOperator(DenseProducts, InProcessChunks):
         self.clip = negative_values == "clip"
         self.lazy = is_dask(data)
         self._data = data
+        self.normalise = bool(normalise)
+        #: X is fitted divided by this power of two (see ``normalise``).
+        self.scale = 1.0
 
         if self.lazy:
             self._prepare_lazy(negative_values, drop_dark, chunk_rows)
@@ -136,13 +215,15 @@ class DenseOperator(DenseProducts, InProcessChunks):
         rows = np.flatnonzero(self.row_keep)
         cols = np.flatnonzero(self.col_keep)
         n_loss_cols = cols.size
+        full = rows.size == x.shape[0] and cols.size == x.shape[1]
+        source = x if full else x[np.ix_(rows, cols)]
         # One float32 copy of the kept entries: the only full-size allocation of an eager fit.
-        if rows.size == x.shape[0] and cols.size == x.shape[1]:
-            matrix = x.astype(DTYPE, copy=x.dtype != DTYPE)
-        else:
-            matrix = x[np.ix_(rows, cols)].astype(DTYPE, copy=False)
+        matrix = _float32(source, copy=source.dtype != DTYPE)
         floating = np.issubdtype(x.dtype, np.floating)
-        minimum = float(matrix.min(initial=0.0))
+        exponent = 0
+        if floating and bool(np.isinf(matrix).any()):
+            matrix, exponent = self._beyond_float32(source, matrix)
+        minimum = float(matrix.min(initial=0.0)) * 2.0**exponent
         _check_values(
             minimum,
             floating and bool(np.isnan(matrix).any()),
@@ -159,40 +240,68 @@ class DenseOperator(DenseProducts, InProcessChunks):
                 self.col_keep = self.col_keep.copy()
                 self.col_keep[cols[~bright]] = False
                 matrix = np.ascontiguousarray(matrix[:, bright])
-        self._matrix = matrix
         n, p = matrix.shape
+        sq = float(np.einsum("ij,ij->", matrix, matrix, dtype=np.float64))
+        extra = _window_exponent(sq, n, p) if self.normalise else 0
+        if extra:
+            factor = DTYPE(2.0**-extra)
+            matrix = matrix * factor if np.shares_memory(matrix, x) else matrix.__imul__(factor)
+            sq *= 4.0**-extra
+        self.scale = 2.0 ** (exponent + extra)
+        self._matrix = matrix
         self.chunk_rows = chunk_rows or max(1, DEFAULT_CHUNK_BYTES // (4 * max(p, 1)))
         self.row_slices = _row_slices(n, self.chunk_rows)
-        sq = float(np.einsum("ij,ij->", matrix, matrix, dtype=np.float64))
         total = float(matrix.sum(dtype=np.float64))
-        self.stats = MatrixStats(sq, n, p, n_loss_cols, total)
+        self.stats = MatrixStats(sq, n, p, n_loss_cols, total, self._projection())
+
+    def _beyond_float32(self, source: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, int]:
+        """Finite values too large for float32: refused, or X scaled into range in float64."""
+        peak = _wide_peak(source)
+        if peak is None:
+            return matrix, 0  # truly infinite (or NaN): _check_values says so
+        if not self.normalise:
+            raise _too_large(peak)
+        exponent = int(np.frexp(peak)[1])
+        return (source * 2.0**-exponent).astype(DTYPE), exponent
+
+    def _projection(self) -> tuple[float, ...]:
+        """``Uᵀ X V`` over the kept entries (:func:`~.chunks.projection_vectors`), one pass."""
+        u, v = projection_vectors(*self.full_shape)
+        u, v = u[self.row_keep], v[self.col_keep]
+        total = np.zeros((u.shape[1], v.shape[1]))
+        for rows, chunk in self.chunks():
+            total += u[rows].T @ (np.asarray(chunk, dtype=np.float64) @ v)
+        return tuple(float(value) for value in total.ravel())
 
     def _prepare_lazy(self, negative_values: str, drop_dark: bool, chunk_rows: int | None) -> None:
-        import dask
-        import dask.array as da
-
         x = self._data
         if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
             raise TypeError(f"data must be real numbers, got dtype {x.dtype}")
         # Chunks hold whole patterns: never split the signal axis.
         x = x.rechunk({0: chunk_rows or x.chunks[0][0], 1: -1})
         self._data = x
-        kept = x[self.row_keep] if not self.row_keep.all() else x
-        kept = kept[:, self.col_keep] if not self.col_keep.all() else kept
-        kept = kept.astype(DTYPE)
-        if self.clip:
-            kept = da.maximum(kept, 0)
-        # One pass over the scan for every statistic a fit needs.
-        minimum, has_nan, has_inf, colmax, sq, total = dask.compute(
-            kept.min(),
-            da.isnan(kept).any(),
-            da.isinf(kept).any(),
-            kept.max(axis=0),
-            (kept.astype(np.float64) ** 2).sum(),
-            kept.sum(dtype=np.float64),
-        )
-        _check_values(float(minimum), bool(has_nan), bool(has_inf), negative_values)
+        source = x[self.row_keep] if not self.row_keep.all() else x
+        source = source[:, self.col_keep] if not self.col_keep.all() else source
+        exponent = 0
+        found = self._lazy_pass(source, exponent)
+        if found[2] and np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize > 4:
+            import dask
+            import dask.array as da
+
+            finite, top, bottom = dask.compute(
+                da.isfinite(source).all(), source.max(), source.min()
+            )
+            if bool(finite):
+                peak = max(abs(float(top)), abs(float(bottom)))
+                if not self.normalise:
+                    raise _too_large(peak)
+                exponent = int(np.frexp(peak)[1])
+                found = self._lazy_pass(source, exponent)
+        minimum, has_nan, has_inf, colmax, sq, total, xv = found
+        _check_values(float(minimum) * 2.0**exponent, bool(has_nan), bool(has_inf), negative_values)
         n_loss_cols = int(self.col_keep.sum())
+        u = projection_vectors(*self.full_shape)[0][self.row_keep]
+        projection = tuple(float(value) for value in (u.T @ xv).ravel())
         if drop_dark and not (colmax > 0).all():
             cols = np.flatnonzero(self.col_keep)
             self.col_keep = self.col_keep.copy()
@@ -204,7 +313,32 @@ class DenseOperator(DenseProducts, InProcessChunks):
         n = int(self.row_keep.sum())
         p = int(self.col_keep.sum())
         self.chunk_rows = int(max(x.chunks[0]))
-        self.stats = MatrixStats(float(sq), n, p, n_loss_cols, float(total))
+        stats = MatrixStats(float(sq), n, p, n_loss_cols, float(total), projection)
+        extra = _window_exponent(stats.squared_norm, n, p) if self.normalise else 0
+        self.stats = _scaled_stats(stats, extra)
+        self.scale = 2.0 ** (exponent + extra)
+
+    def _lazy_pass(self, source: Any, exponent: int) -> tuple:
+        """One pass over the scan for every statistic a fit needs (X / 2**exponent)."""
+        import dask
+        import dask.array as da
+
+        if exponent:
+            kept = (source.astype(np.float64) * 2.0**-exponent).astype(DTYPE)
+        else:
+            kept = source.map_blocks(_float32, dtype=DTYPE)
+        if self.clip:
+            kept = da.maximum(kept, 0)
+        v = projection_vectors(*self.full_shape)[1][self.col_keep]
+        return dask.compute(
+            kept.min(),
+            da.isnan(kept).any(),
+            da.isinf(kept).any(),
+            kept.max(axis=0),
+            (kept.astype(np.float64) ** 2).sum(),
+            kept.sum(dtype=np.float64),
+            kept.map_blocks(_times, v, chunks=(kept.chunks[0], (v.shape[1],)), dtype=np.float64),
+        )
 
     # -- access ------------------------------------------------------------------------------
     @property
@@ -241,6 +375,7 @@ class DenseOperator(DenseProducts, InProcessChunks):
                     rows=rows,
                     cols=cols,
                     clip=self.clip,
+                    scale=self.scale,
                     dtype=DTYPE,
                     chunks=((int(keep.sum()),), (n_cols,)),
                 )
@@ -251,16 +386,30 @@ def _computed(block: Any) -> np.ndarray:
 
 
 def _kept_entries(
-    block: np.ndarray, rows: np.ndarray | None, cols: np.ndarray | None, clip: bool
+    block: np.ndarray,
+    rows: np.ndarray | None,
+    cols: np.ndarray | None,
+    clip: bool,
+    scale: float = 1.0,
 ) -> np.ndarray:
-    """The kept rows and columns of one block, float32, in one gather (two cost twice)."""
+    """The kept rows and columns of one block / ``scale``, float32, in one gather.
+
+    Two gathers cost twice.  A wide float block is scaled before its conversion to float32
+    (its values may be beyond float32's range); any other after it (exact: a power of two).
+    """
     if rows is not None and cols is not None:
         block = block[np.ix_(rows, cols)]
     elif rows is not None:
         block = block[rows]
     elif cols is not None:
         block = block[:, cols]
+    wide = block.dtype.kind == "f" and block.dtype.itemsize > 4
+    if scale != 1.0 and wide:
+        block = block * (1.0 / scale)
     out = block.astype(DTYPE, copy=False)
+    if scale != 1.0 and not wide:
+        factor = DTYPE(1.0 / scale)
+        out = out * factor if np.shares_memory(out, block) else out.__imul__(factor)
     if clip:
         out = np.maximum(out, 0, out=out if out is not block else None)
     return out
@@ -293,6 +442,7 @@ class SparseOperator(InProcessChunks):
         negative_values: str = "raise",
         drop_dark: bool = True,
         chunk_rows: int | None = None,
+        normalise: bool = False,
     ) -> None:
         from scipy import sparse
 
@@ -301,11 +451,22 @@ class SparseOperator(InProcessChunks):
         )
         if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data.data):
             raise TypeError(f"data must be real numbers, got dtype {data.dtype}")
-        matrix = sparse.csr_matrix(data, dtype=DTYPE, copy=True)
+        self.normalise = bool(normalise)
+        matrix = sparse.csr_matrix(data, copy=True)
         matrix = matrix[np.flatnonzero(self.row_keep)][:, np.flatnonzero(self.col_keep)]
+        exponent = 0
+        values = _float32(matrix.data)
+        if np.issubdtype(matrix.dtype, np.floating) and bool(np.isinf(values).any()):
+            peak = _wide_peak(matrix.data)
+            if peak is not None and not self.normalise:
+                raise _too_large(peak)
+            if peak is not None:
+                exponent = int(np.frexp(peak)[1])
+                values = (matrix.data * 2.0**-exponent).astype(DTYPE)
+        matrix = sparse.csr_matrix((values, matrix.indices, matrix.indptr), shape=matrix.shape)
         values = matrix.data
         _check_values(
-            float(values.min(initial=0.0)),
+            float(values.min(initial=0.0)) * 2.0**exponent,
             bool(np.isnan(values).any()),
             bool(np.isinf(values).any()),
             negative_values,
@@ -326,9 +487,21 @@ class SparseOperator(InProcessChunks):
         n, p = matrix.shape
         self.chunk_rows = chunk_rows or max(1, DEFAULT_CHUNK_BYTES // (8 * max(p, 1)))
         self.row_slices = _row_slices(n, self.chunk_rows)
-        squared_norm = float(np.sum(matrix.data.astype(np.float64) ** 2))
-        total = float(matrix.data.sum(dtype=np.float64))
-        self.stats = MatrixStats(squared_norm, n, p, n_loss_cols, total)
+        squared_norm = float(np.sum(self._matrix.data.astype(np.float64) ** 2))
+        extra = _window_exponent(squared_norm, n, p) if self.normalise else 0
+        if extra:
+            self._matrix.data *= DTYPE(2.0**-extra)
+        self.scale = 2.0 ** (exponent + extra)
+        u, v = projection_vectors(*self.full_shape)
+        xv = self._matrix @ v[self.col_keep]
+        self.stats = MatrixStats(
+            squared_norm * 4.0**-extra,
+            n,
+            p,
+            n_loss_cols,
+            float(self._matrix.data.sum(dtype=np.float64)),
+            tuple(float(value) for value in (u[self.row_keep].T @ xv).ravel()),
+        )
 
     @property
     def shape(self) -> tuple[int, int]:

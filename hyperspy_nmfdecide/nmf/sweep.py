@@ -26,6 +26,7 @@ from .checkpoint import SweepCheckpoint, data_fingerprint
 from .chunks import DTYPE, DataOperator, FitOperator, MatrixStats
 from .dispatch import make_operator
 from .engine import Run, direct_mse, evaluate_mse, fit_runs
+from .fingerprint import fingerprint_of
 from .operators import LowRankOperator
 from .starts import nndsvd_start, random_start, resolve_entropy
 from .svd import TruncatedSVD, truncated_svd
@@ -68,6 +69,10 @@ class SweepArrays:
     full (unmasked) pixel and probe space: excluded and dark pixels and excluded probes are 0.
     Factors sum to one, so a loading is the counts a component contributes to a pattern;
     components are ordered by integrated loading, descending.
+    Every MSE and loading is in the data's units, whatever scale the solvers worked at.
+    ``fingerprint`` identifies the data the sweep ran on (:func:`~.fingerprint.content_fingerprint`,
+    a dict of floats that ``np.asarray`` turns into its JSON text; None for a sweep that did
+    not record one).
     """
 
     k_values: np.ndarray
@@ -84,6 +89,7 @@ class SweepArrays:
     loadings: dict[int, np.ndarray]
     entropy: int
     runner_up: dict[int, np.ndarray] = field(default_factory=dict)
+    fingerprint: dict | None = None
 
     @property
     def best_loss(self) -> np.ndarray:
@@ -202,6 +208,7 @@ class SweepParameters:
             ],
             "entropy": entropy,
             "data": data_fingerprint(operator.stats, operator.row_keep, operator.col_keep),
+            "content": fingerprint_of(operator),
         }
 
 
@@ -305,6 +312,7 @@ def run_sweep(
         col_mask=col_mask,
         negative_values=negative_values,
         chunk_rows=chunk_rows,
+        normalise=True,
     )
     params.check_rank(operator.shape)
     stages = _Stages(None)
@@ -350,6 +358,8 @@ class _Sweep:
         result = _collect(
             operator, self.runs, params.k_values, params.n_restarts, pca, self.entropy
         )
+        _to_data_units(result, operator.scale)
+        result.fingerprint = fingerprint_of(operator)
         # The direct MSE of each kept run: one pass per k.
         self.progress.passes(len(params.k_values))
         _warn_unconverged(result, params)
@@ -479,7 +489,7 @@ class _Stages:
         if self.store is None:
             fit()
             return
-        if self.store.load_runs(stage, runs):
+        if self.store.load_runs(stage, runs, keys):
             return
         fit(resume=self.store.load_state(stage), on_state=self.store.snapshotter(stage))
         self.store.save_runs(stage, {key: runs[key] for key in keys})
@@ -612,6 +622,29 @@ def _collect(
         entropy=entropy,
         runner_up=runner_up,
     )
+
+
+#: Loadings above this are returned in float64 (float32's range, with room for sums of them).
+_LOADINGS_MAX = float(np.finfo(DTYPE).max) / 2**16
+
+
+def _to_data_units(result: SweepArrays, scale: float) -> None:
+    """Undo the operator's normalisation (X / ``scale``): MSEs × scale², loadings × scale.
+
+    ``scale`` is a power of two, so this is exact; at 1 (data of ordinary scale) nothing is
+    touched.
+    """
+    if scale == 1.0:
+        return
+    square = scale * scale
+    for name in ("loss", "nndsvd_loss", "pca_loss"):
+        setattr(result, name, getattr(result, name) * square)
+    result.loss_history = [history * square for history in result.loss_history]
+    for k, loadings in result.loadings.items():
+        if float(loadings.max(initial=0.0)) * scale < _LOADINGS_MAX:
+            result.loadings[k] = loadings * DTYPE(scale)
+        else:  # loadings of data beyond float32's range (which X / scale is fitted within)
+            result.loadings[k] = loadings.astype(np.float64) * scale
 
 
 def _normalised_full(

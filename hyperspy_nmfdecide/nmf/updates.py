@@ -25,6 +25,8 @@ offers them batched over restarts or split into a chunked W step and a global H 
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -32,8 +34,35 @@ __all__ = ["SOLVERS", "update_h", "update_w"]
 
 SOLVERS = ("hals", "mu", "als")
 
-# Guards divisions; relative to float32 resolution like scikit-learn's NMF.
+# Guards divisions; float32 resolution, like scikit-learn's NMF.  An absolute amount: it is
+# negligible only because the sweep fits X divided by a power of two near its rms whenever
+# that rms is outside ``operators.RMS_WINDOW`` (at ×1e-12 it outweighed the Gram diagonal and
+# MU's denominator, and MU returned the all-zero model).
 _EPS = float(np.finfo(np.float32).eps)
+
+# numba's workqueue threading layer (what it falls back to without TBB or OpenMP) aborts the
+# interpreter when two threads enter a parallel function at once ("Concurrent access has been
+# detected": two sweeps in two threads killed a Jupyter kernel).  Such calls go one at a time;
+# the other layers are thread-safe and are not serialised.
+_PARALLEL_LOCK = threading.Lock()
+_SAFE_LAYERS = ("tbb", "omp")
+
+
+def _parallel_is_thread_safe() -> bool:
+    """Whether numba's parallel functions may run in two threads at once (layer chosen)."""
+    try:
+        return numba.threading_layer() in _SAFE_LAYERS
+    except ValueError:  # no parallel function has run yet: the layer is not chosen
+        return False
+
+
+def _hals(v: np.ndarray, rhs: np.ndarray, gram: np.ndarray, sweeps: int) -> None:
+    """:func:`_hals_rows` on ``v`` in place, serialised unless the threading layer is safe."""
+    if _parallel_is_thread_safe():
+        _hals_rows(v, rhs, gram, np.float32(_EPS), sweeps)
+        return
+    with _PARALLEL_LOCK:
+        _hals_rows(v, rhs, gram, np.float32(_EPS), sweeps)
 
 
 def update_w(
@@ -52,7 +81,7 @@ def update_w(
     """
     if solver == "hals":
         gram = np.ascontiguousarray(hht, dtype=wt.dtype)
-        _hals_rows(wt, hxt, gram, np.float32(_EPS), sweeps)
+        _hals(wt, hxt, gram, sweeps)
     elif solver == "mu":
         denominator = np.matmul(hht.astype(wt.dtype), wt)
         denominator += _EPS
@@ -80,7 +109,7 @@ def update_h(solver: str, h: np.ndarray, wtx: np.ndarray, wtw: np.ndarray, sweep
     """
     if solver == "hals":
         gram = np.ascontiguousarray(wtw, dtype=h.dtype)
-        _hals_rows(h, wtx, gram, np.float32(_EPS), sweeps)
+        _hals(h, wtx, gram, sweeps)
     elif solver == "mu":
         denominator = np.matmul(wtw.astype(h.dtype), h)
         denominator += _EPS
