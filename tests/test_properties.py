@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import hyperspy.api as hs
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 # The conftest's autouse fixture (a fresh working directory, no progress bars) is function
@@ -47,6 +47,9 @@ K_RANGE = range(1, 3)
 SWEEP = dict(n_restarts=2, max_iter=20, random_state=0, show_progressbar=False, store=False)
 # Losses are accumulated in float32 on the patterns: relative differences below this are noise.
 RTOL = 1e-4
+# A fit can be exact (masks that keep two probes make the matrix rank 2): its loss is then
+# float32 rounding, ~1e-8 of the data's mean square, which no relative tolerance compares.
+FLOOR = 1e-6
 DTYPES = ["uint8", "uint16", "int32", "float32", "float64"]
 # Known today (issue 13, class 2, being fixed in nmf/): outside 1e-6 … 1e6 the absolute
 # epsilons of the solvers distort the fit; the range is widened when that fix lands.
@@ -78,6 +81,10 @@ class Scan:
         if np.dtype(self.dtype).kind == "f":
             counts *= self.scale
         return counts.reshape(self.nav_shape + self.sig_shape).astype(self.dtype)
+
+    def floor(self) -> float:
+        """The loss below which two losses are both zero: FLOOR × the data's mean square."""
+        return FLOOR * float(np.mean(self.data().astype(np.float64) ** 2))
 
     def masks(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(signal_mask, navigation_mask), True = excluded; each keeps at least two entries."""
@@ -145,9 +152,9 @@ def test_loss_finite_monotone_and_above_svd(scan):
     assert np.all(np.isfinite(result.loss)) and np.all(np.isfinite(best))
     assert np.all(best >= 0)
     # More components never fit worse: the best run per k includes the NNDSVD start.
-    assert best[1] <= best[0] * (1 + RTOL)
+    assert best[1] <= best[0] * (1 + RTOL) + scan.floor()
     # No non-negative rank-k fit beats the rank-k truncated SVD.
-    assert np.all(best >= pca * (1 - RTOL))
+    assert np.all(best >= pca * (1 - RTOL) - scan.floor())
     # The input is not modified, in value or dtype.
     assert s.data.dtype == before.dtype
     np.testing.assert_array_equal(s.data, before)
@@ -168,11 +175,15 @@ def test_masked_pixels_and_probes_are_zero(scan):
 
 
 @given(scans())
+# Found by the explore profile: two probes kept, so k = 2 fits exactly and both losses are
+# rounding (1.9e-8 eager, 1.4e-7 lazy, against 39 at k = 1); equal within FLOOR.
+@example(Scan((2, 2), (4, 8), "uint8", 1e-6, 6, True, True, 1))
 def test_eager_and_lazy_agree(scan):
     eager = sweep(scan.signal(), scan)
     lazy = sweep(scan.signal(lazy=True), scan)
-    np.testing.assert_allclose(lazy.best_loss, eager.best_loss, rtol=RTOL)
-    np.testing.assert_allclose(lazy.loss, eager.loss, rtol=RTOL)
+    close = dict(rtol=RTOL, atol=scan.floor())
+    np.testing.assert_allclose(lazy.best_loss, eager.best_loss, **close)
+    np.testing.assert_allclose(lazy.loss, eager.loss, **close)
 
 
 @given(scans())
@@ -190,8 +201,13 @@ def test_loss_scales_with_the_square_of_the_intensity(scan):
     # Any physical unit (counts, electrons, normalised intensities) gives the same fit.
     unit = Scan(**{**scan.__dict__, "scale": 1.0})
     scaled, reference = sweep(scan.signal()), sweep(unit.signal())
-    np.testing.assert_allclose(scaled.best_loss / scan.scale**2, reference.best_loss, rtol=1e-3)
-    np.testing.assert_allclose(scaled.pca_loss / scan.scale**2, reference.pca_loss, rtol=RTOL)
+    atol = unit.floor()
+    np.testing.assert_allclose(
+        scaled.best_loss / scan.scale**2, reference.best_loss, rtol=1e-3, atol=atol
+    )
+    np.testing.assert_allclose(
+        scaled.pca_loss / scan.scale**2, reference.pca_loss, rtol=RTOL, atol=atol
+    )
 
 
 @given(scans(masks=False), st.data())
@@ -207,11 +223,12 @@ def test_reordering_probes_or_pixels_changes_nothing_it_should_not(scan, data):
         axis = 0 if order == "probes" else 1
         y = np.take(flat, rng.permutation(flat.shape[axis]), axis=axis).reshape(x.shape)
     reordered, reference = sweep(scan.signal(data=np.ascontiguousarray(y))), sweep(scan.signal())
-    np.testing.assert_allclose(reordered.pca_loss, reference.pca_loss, rtol=RTOL)
+    close = dict(rtol=RTOL, atol=scan.floor())
+    np.testing.assert_allclose(reordered.pca_loss, reference.pca_loss, **close)
     # Rank 1: the non-negative optimum is the leading singular pair (Perron-Frobenius), which
     # the NNDSVD start is, so every order reaches it.
-    np.testing.assert_allclose(reordered.best_loss[0], reference.best_loss[0], rtol=RTOL)
-    np.testing.assert_allclose(reference.best_loss[0], reference.pca_loss[0], rtol=RTOL)
+    np.testing.assert_allclose(reordered.best_loss[0], reference.best_loss[0], **close)
+    np.testing.assert_allclose(reference.best_loss[0], reference.pca_loss[0], **close)
 
 
 # --- bad input --------------------------------------------------------------------------------
