@@ -259,10 +259,7 @@ BAD_ARGUMENTS = {
     "k_range is zero": (dict(k_range=[0, 1]), ValueError, "k_range"),
     "k_range above the matrix rank": (dict(k_range=[1, 10_000]), ValueError, "k_range"),
     "k_range not integers": (dict(k_range=[1.5]), TypeError, "k_range"),
-    # Known today (issue 13, "cryptic errors"; the argument check is being written in
-    # signals.py): the message is Python's "'int' object is not iterable", so only the type is
-    # checked here; put "k_range" back when that check lands.
-    "k_range not iterable": (dict(k_range=3), TypeError, ""),
+    "k_range not iterable": (dict(k_range=3), TypeError, "k_range"),
     "signal_mask masks everything": (dict(signal_mask="all"), ValueError, "signal_mask"),
     "navigation_mask masks everything": (
         dict(navigation_mask="all"),
