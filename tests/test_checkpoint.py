@@ -223,17 +223,31 @@ def test_a_stage_file_with_wrong_contents_is_refused(tmp_path, change, match):
     assert "batch0000.npz" in str(info.value)
 
 
-def test_a_snapshot_with_nan_is_refused(tmp_path):
+def nan_loadings(arrays):
+    arrays["wt"] = arrays["wt"].copy()
+    arrays["wt"][0, 0] = np.nan
+
+
+def one_run_less(arrays):
+    arrays["n_runs"] = np.asarray(int(arrays["n_runs"]) - 1)
+
+
+def factors_cut(arrays):
+    name = next(key for key in arrays if key.startswith("factors_"))
+    arrays[name] = arrays[name][..., :-1]
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [(nan_loadings, "non-finite"), (one_run_less, "runs"), (factors_cut, "shape")],
+    ids=["nan", "missing-run", "wrong-shape"],
+)
+def test_a_snapshot_with_wrong_contents_is_refused(tmp_path, change, match):
     x = spotty()
     interrupted(tmp_path, x)
     (snapshot,) = tmp_path.glob("*.state.npz")
-
-    def nan_loadings(arrays):
-        arrays["wt"] = arrays["wt"].copy()
-        arrays["wt"][0, 0] = np.nan
-
-    set_entries(snapshot, nan_loadings)
-    with pytest.raises(CheckpointError, match="non-finite") as info:
+    set_entries(snapshot, change)
+    with pytest.raises(CheckpointError, match=match) as info:
         run_sweep(x, checkpoint=tmp_path, **OPTIONS)
     assert snapshot.name in str(info.value)
 

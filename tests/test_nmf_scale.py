@@ -101,10 +101,13 @@ def test_ordinary_data_are_fitted_as_given():
     assert DenseOperator(x * 1e-12, normalise=True).scale == 2.0**-35
 
 
-@pytest.mark.parametrize("scale", [1e40, 1e100])
-def test_finite_values_beyond_float32_are_fitted(scale):
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("scale", [1e40, 1e100, 1e-40, 1e-100])
+def test_float64_values_beyond_float32s_range_are_fitted(scale, kind):
+    # Above float32's largest value, or below its smallest normal one (precision lost).
     x = planted()
-    loss = best_loss(x * scale, "hals", "exact") / scale**2
+    data = x * scale if kind == "dense" else sparse.csr_matrix(x * scale)
+    loss = best_loss(data, "hals", "exact") / scale**2
     np.testing.assert_allclose(loss, best_loss(x, "hals", "exact"), rtol=1e-4)
 
 
@@ -124,7 +127,7 @@ def test_infinite_values_are_still_called_infinite():
         run_sweep(x, [2], 2)
 
 
-@pytest.mark.parametrize("scale", [1e-15, 1e15, 1e40])
+@pytest.mark.parametrize("scale", [1e-15, 1e15, 1e40, 1e-40])
 def test_lazy_input_is_fitted_as_numpy_at_any_scale(scale):
     import dask.array as da
 

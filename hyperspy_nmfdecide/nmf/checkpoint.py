@@ -202,14 +202,20 @@ class SweepCheckpoint:
         (self.path / f"{stage}.state.npz").unlink(missing_ok=True)
 
     # -- running stages -------------------------------------------------------------------
-    def load_state(self, stage: str) -> FitState | None:
-        """The last snapshot of a running ``stage``, or None (checked as :meth:`load_runs`)."""
+    def load_state(self, stage: str, n_runs: int | None = None) -> FitState | None:
+        """The last snapshot of a running ``stage`` of ``n_runs`` runs, or None.
+
+        Checked as :meth:`load_runs`: shapes, finite values, and the number of runs.
+        """
         name = f"{stage}.state.npz"
         arrays = self._read(name)
         if arrays is None:
             return None
         try:
-            return self._checked_state(arrays)
+            state = self._checked_state(arrays)
+            if n_runs is not None and len(state.histories) != n_runs:
+                raise ValueError(f"it holds {len(state.histories)} runs, the stage has {n_runs}")
+            return state
         except (KeyError, ValueError, TypeError, IndexError) as error:
             raise self._damaged(name, error) from error
 

@@ -86,6 +86,26 @@ def _wide_peak(source: Any) -> float | None:
     return float(max(abs(float(source.max())), abs(float(source.min()))))
 
 
+#: Below this largest |value| a wide float source is scaled before its float32 conversion:
+#: float32 keeps full precision only above 2**-126.
+_TINY = 2.0**-100
+
+
+def _underflows(source: Any, converted: np.ndarray) -> bool:
+    """Whether a wide float source lost precision in float32 (its largest |value| is tiny).
+
+    Examples
+    --------
+    >>> x = np.array([1e-40, 3e-40])
+    >>> _underflows(x, x.astype(np.float32)), _underflows(x * 1e30, (x * 1e30).astype(np.float32))
+    (True, False)
+    """
+    if not (source.dtype.kind == "f" and source.dtype.itemsize > 4) or converted.size == 0:
+        return False
+    peak = max(float(converted.max()), -float(converted.min()))
+    return not peak >= _TINY and bool((source != 0).any()) and not bool(np.isnan(peak))
+
+
 def _window_exponent(squared_norm: float, n: int, p: int) -> int:
     """``e`` such that X / 2**e is fitted: 0 inside :data:`RMS_WINDOW`, else rms's nearest.
 
@@ -223,6 +243,9 @@ class DenseOperator(DenseProducts, InProcessChunks):
         exponent = 0
         if floating and bool(np.isinf(matrix).any()):
             matrix, exponent = self._beyond_float32(source, matrix)
+        elif self.normalise and _underflows(source, matrix):
+            exponent = int(np.frexp(_wide_peak(source) or 1.0)[1])
+            matrix = (source * 2.0**-exponent).astype(DTYPE)
         minimum = float(matrix.min(initial=0.0)) * 2.0**exponent
         _check_values(
             minimum,
@@ -284,17 +307,19 @@ class DenseOperator(DenseProducts, InProcessChunks):
         source = source[:, self.col_keep] if not self.col_keep.all() else source
         exponent = 0
         found = self._lazy_pass(source, exponent)
-        if found[2] and np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize > 4:
+        wide = np.issubdtype(x.dtype, np.floating) and x.dtype.itemsize > 4
+        peak32 = max(float(np.max(found[3], initial=0.0)), -float(found[0]))
+        if wide and (found[2] or (self.normalise and not peak32 >= _TINY)):
             import dask
             import dask.array as da
 
             finite, top, bottom = dask.compute(
                 da.isfinite(source).all(), source.max(), source.min()
             )
-            if bool(finite):
-                peak = max(abs(float(top)), abs(float(bottom)))
-                if not self.normalise:
-                    raise _too_large(peak)
+            peak = max(abs(float(top)), abs(float(bottom)))
+            if bool(finite) and peak > _F32_MAX and not self.normalise:
+                raise _too_large(peak)
+            if bool(finite) and peak > 0 and self.normalise:
                 exponent = int(np.frexp(peak)[1])
                 found = self._lazy_pass(source, exponent)
         minimum, has_nan, has_inf, colmax, sq, total, xv = found
@@ -463,6 +488,9 @@ class SparseOperator(InProcessChunks):
             if peak is not None:
                 exponent = int(np.frexp(peak)[1])
                 values = (matrix.data * 2.0**-exponent).astype(DTYPE)
+        elif self.normalise and _underflows(matrix.data, values):
+            exponent = int(np.frexp(_wide_peak(matrix.data) or 1.0)[1])
+            values = (matrix.data * 2.0**-exponent).astype(DTYPE)
         matrix = sparse.csr_matrix((values, matrix.indices, matrix.indptr), shape=matrix.shape)
         values = matrix.data
         _check_values(

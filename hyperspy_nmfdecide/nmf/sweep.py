@@ -491,7 +491,8 @@ class _Stages:
             return
         if self.store.load_runs(stage, runs, keys):
             return
-        fit(resume=self.store.load_state(stage), on_state=self.store.snapshotter(stage))
+        resume = self.store.load_state(stage, len(keys))
+        fit(resume=resume, on_state=self.store.snapshotter(stage))
         self.store.save_runs(stage, {key: runs[key] for key in keys})
 
 
