@@ -386,3 +386,10 @@ def test_estimator_contract_and_hyperspy_decomposition():
         algorithm=BatchedNMF(n_components=3, random_state=0), output_dimension=3, print_info=False
     )
     assert s.learning_results.factors.shape == (96, 3)
+
+
+@pytest.mark.parametrize("tol, error", [("abc", TypeError), (-1.0, ValueError)])
+def test_a_tolerance_that_is_not_a_number_is_named(tol, error):
+    x, _, _ = planted(noise=10.0)
+    with pytest.raises(error, match="tol must be"):
+        run_sweep(x, [1, 2], n_restarts=2, tol=tol, random_state=0)

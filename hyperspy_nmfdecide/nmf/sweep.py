@@ -13,6 +13,7 @@ the exact evaluation and polish, the refinement of the kept runs, the collected 
 from __future__ import annotations
 
 import functools
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -168,8 +169,7 @@ class SweepParameters:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         _check_count(self.max_iter, "max_iter")
-        if not self.tol >= 0:
-            raise ValueError(f"tol must be ≥ 0, got {self.tol!r}")
+        _check_tolerance(self.tol, "tol")
         _check_count(self.inner_sweeps, "inner_sweeps")
         if self.refine_runs is None:
             object.__setattr__(self, "refine_runs", 3 if self.mode == "exact" else 0)
@@ -530,6 +530,14 @@ def _batches(keys: list[tuple[int, int]], n: int, p: int, budget: int) -> list[l
     if current:
         batches.append(current)
     return batches
+
+
+def _check_tolerance(value, name: str) -> None:
+    """A TypeError for what is not a number, a ValueError for a number that is not ≥ 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number ≥ 0 such as 1e-4, got {value!r}")
+    if not value >= 0:
+        raise ValueError(f"{name} must be ≥ 0, got {value!r}")
 
 
 def _warn_unconverged(result: SweepArrays, params: SweepParameters) -> None:
