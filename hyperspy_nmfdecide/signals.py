@@ -18,6 +18,7 @@ from pyxem.signals import ElectronDiffraction2D, LazyElectronDiffraction2D
 from ._utils import require_2d_patterns, resolve_progressbar
 from .decide import KRangeWarning, evaluate
 from .epattern import SpotTable, reconstruct, register_spots, to_sparse
+from .nmf.fingerprint import content_fingerprint, same_fingerprint
 from .nmf.sweep import run_sweep
 from .phases import N_STAGES
 from .prepare import (
@@ -205,6 +206,9 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             "chunk_rows": chunk_rows,
             "input": "patterns" if spots is None else "spots (sparse)",
             "signal_mask": mask_record,
+            # What binds every result of this sweep to these data (None for a spot table:
+            # its fingerprint is of the spots, not of the patterns).
+            "data_fingerprint": dict(arrays.fingerprint) if spots is None else None,
         }
         sweep = NMFSweep(
             arrays=arrays,
@@ -231,7 +235,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         >>> s.get_nmf_sweep().k_values.tolist()
         [1, 2]
         """
-        return NMFSweep.from_signal(self)
+        return self._bound(NMFSweep.from_signal(self))
 
     def decide_k(
         self,
@@ -323,6 +327,8 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 **sweep.matrix_options(),
             )
         result = KDecision.from_decision(decision)
+        result.params["data_fingerprint"] = sweep.data_fingerprint
+        result.navigation_mask, result.signal_mask = sweep.navigation_mask, sweep.signal_mask
         if result.suggested_range is not None:
             low, high = result.suggested_range
             warnings.warn(
@@ -338,7 +344,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
     def get_k_decision(self) -> KDecision:
         """The decision stored by the last :meth:`decide_k` (also after save and load)."""
-        return KDecision.from_signal(self)
+        return self._bound(KDecision.from_signal(self))
 
     def phase_maps(
         self,
@@ -416,7 +422,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
     def get_phase_maps(self) -> PhaseMaps:
         """The phase maps stored by the last :meth:`phase_maps` (also after save and load)."""
-        return PhaseMaps.from_signal(self)
+        return self._bound(PhaseMaps.from_signal(self))
 
     def register_spots(
         self,
@@ -571,7 +577,34 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                 f"the sweep was run on data of shape {expected}, this signal has "
                 f"{tuple(self.data.shape)}"
             )
-        return sweep
+        return self._bound(sweep)
+
+    def _bound(self, result):
+        """``result`` if it was computed from this signal's data, else a ValueError.
+
+        Every result records the fingerprint of the data it came from
+        (``result.data_fingerprint``: the sweep's, a seeded projection of the kept probes and
+        pixels that any reordering or edit changes) and the masks it was taken with; a result of
+        older files, or of a spot table, has none and is trusted.
+        """
+        stored = result.data_fingerprint
+        if stored is None:
+            return result
+        matrix, _ = self._as_matrix(*self._matrix_shape())
+        # Negative values clipped: the sweep either clipped them or had none to clip.
+        current = content_fingerprint(
+            matrix,
+            row_mask=_ravel(result.navigation_mask),
+            col_mask=_ravel(result.signal_mask),
+            negative_values="clip",
+        )
+        if same_fingerprint(stored, current):
+            return result
+        raise ValueError(
+            f"the {type(result).__name__} at hand was computed from other data than this "
+            "signal's (the data were reordered, sliced, scaled or edited since, or it belongs "
+            f"to another signal): run s.{result.made_by}() on this signal again"
+        )
 
     def _as_matrix(self, n_probe: int, n_pixel: int):
         """The data as an (n_probe, n_pixel) view: numpy, or dask in navigation row chunks."""

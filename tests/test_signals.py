@@ -334,3 +334,44 @@ def test_the_beam_is_not_looked_for_on_data_holding_nan(scan):
 def test_k_range_that_is_not_a_range_is_named(scan):
     with pytest.raises(TypeError, match=r"k_range must be an iterable .* got 3"):
         scan.signal.deepcopy().nmf_sweep(3)
+
+
+@pytest.fixture(scope="module")
+def analysed(scan):
+    s = make_signal(scan, False)
+    sweep_of(s)
+    s.decide_k(n_sample=16)
+    s.phase_maps(k=2)
+    return s
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        lambda s: s.inav[::-1, :],  # the scan flipped: its metadata (and results) are copied
+        lambda s: s * 0 + 1,  # new values, same shape
+        lambda s: s.isig[::-1, :],  # the patterns flipped
+    ],
+    ids=["probes reordered", "values changed", "pixels reordered"],
+)
+def test_stored_results_are_refused_on_other_data(analysed, changed):
+    other = changed(analysed)
+    for call in (
+        other.get_nmf_sweep,
+        other.get_k_decision,
+        other.get_phase_maps,
+        lambda: other.decide_k(n_sample=16),
+        lambda: other.phase_maps(k=2),
+    ):
+        with pytest.raises(ValueError, match=r"computed from other data .* run s\.\w+\(\)"):
+            call()
+
+
+def test_stored_results_are_used_on_the_same_data_lazy_or_saved(analysed, tmp_path):
+    path = tmp_path / "scan.zspy"
+    analysed.save(path)
+    for same in (analysed.as_lazy(), hs.load(path, lazy=True), analysed.deepcopy()):
+        assert same.get_phase_maps().k == 2
+        assert same.get_k_decision().k == analysed.get_k_decision().k
+        sweep = same.get_nmf_sweep()
+        assert sweep.arrays.fingerprint == analysed.get_nmf_sweep().arrays.fingerprint

@@ -91,6 +91,16 @@ class StoredResult:
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from error
 
+    @property
+    def data_fingerprint(self) -> dict | None:
+        """The fingerprint of the data the result was computed from (None in older files).
+
+        A seeded projection of the whole scan (``hyperspy_nmfdecide.nmf.content_fingerprint``)
+        that any reordering or edit of the data changes: the signal methods refuse a stored
+        result whose fingerprint is not their data's.
+        """
+        return self.params.get("data_fingerprint")
+
     def store(self, signal) -> None:
         """Keep the result in ``signal.metadata`` (saved with the signal)."""
         signal.metadata.set_item(self.metadata_path, self.to_dict())

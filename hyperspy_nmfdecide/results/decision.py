@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._utils import optional_array
 from .base import METADATA_DECISION, StoredResult, check_finite, damaged, stored_item, stored_json
 
 __all__ = ["KDecision"]
@@ -49,6 +50,8 @@ class KDecision(StoredResult):
     fallback : str or None
         The rule that decided when the noise edge could not be trusted (``"stability"`` or
         ``"iqa"``; ``reason`` says why), else None.
+    navigation_mask, signal_mask : numpy.ndarray or None
+        The sweep's masks (True = excluded): the decision is of the data they leave.
 
     Examples
     --------
@@ -75,6 +78,8 @@ class KDecision(StoredResult):
     params: dict = field(default_factory=dict)
     noise: dict = field(default_factory=dict)
     fallback: str | None = None
+    navigation_mask: np.ndarray | None = None
+    signal_mask: np.ndarray | None = None
 
     @classmethod
     def from_decision(cls, decision) -> KDecision:
@@ -142,6 +147,9 @@ class KDecision(StoredResult):
         }
         if self.suggested_range is not None:
             out["suggested_range"] = np.asarray(self.suggested_range)
+        for name in ("navigation_mask", "signal_mask"):
+            if getattr(self, name) is not None:
+                out[name] = np.asarray(getattr(self, name))
         return out
 
     @classmethod
@@ -184,6 +192,8 @@ class KDecision(StoredResult):
             params=stored_json(d, "params_json", what),
             noise=stored_json(d, "noise_json", what) if "noise_json" in d else {},
             fallback=str(d.get("fallback", "")) or None,
+            navigation_mask=optional_array(d.get("navigation_mask")),
+            signal_mask=optional_array(d.get("signal_mask")),
         )
         _check_decision(decision, columns.shape, len(names))
         return decision
@@ -219,9 +229,7 @@ def _check_decision(decision: KDecision, columns_shape: tuple, n_names: int) -> 
         raise damaged(what, f"its k_values {ks.tolist()} are not a list of swept k")
     for name in ("k", "elbow_k"):
         if getattr(decision, name) not in ks.tolist():
-            raise damaged(
-                what, f"its {name} = {getattr(decision, name)} is not among its k values"
-            )
+            raise damaged(what, f"its {name} = {getattr(decision, name)} is not among its k values")
     if tuple(columns_shape) != (n_names, ks.size):
         raise damaged(
             what,

@@ -223,6 +223,11 @@ class PhaseMaps(CalibratedResult):
             source_metadata=dict(sweep.source_metadata),
         )
 
+    @property
+    def data_fingerprint(self) -> dict | None:
+        """The fingerprint of the data, as the sweep the maps come from recorded it."""
+        return self.params.get("sweep", {}).get("data_fingerprint")
+
     # -- the numbers -------------------------------------------------------------------------
     @property
     def k(self) -> int:

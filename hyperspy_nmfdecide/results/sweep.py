@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from .._utils import optional_array
+from ..nmf.fingerprint import Fingerprint
 from ..nmf.sweep import SweepArrays
 from .base import (
     METADATA_SWEEP,
@@ -239,9 +240,12 @@ class NMFSweep(CalibratedResult):
             "history": np.concatenate(a.loss_history),
             "history_lengths": np.array([len(h) for h in a.loss_history]),
         }
+        kept_apart = ("factors", "loadings", "loss_history", "entropy", "runner_up", "fingerprint")
         for f in fields(SweepArrays):
-            if f.name not in ("factors", "loadings", "loss_history", "entropy", "runner_up"):
+            if f.name not in kept_apart:
                 out[f.name] = np.asarray(getattr(a, f.name))
+        if a.fingerprint is not None:
+            out["fingerprint_json"] = json.dumps(dict(a.fingerprint))
         for name in ("navigation_mask", "signal_mask"):
             if getattr(self, name) is not None:
                 out[name] = np.asarray(getattr(self, name))
@@ -284,6 +288,11 @@ class NMFSweep(CalibratedResult):
             loadings={k: loadings[:, offsets[i] : offsets[i + 1]] for i, k in enumerate(ks)},
             entropy=_stored_entropy(stored_item(d, "entropy", what)),
             runner_up={k: runner_up[offsets[i] : offsets[i + 1]] for i, k in enumerate(ks)},
+            fingerprint=(
+                Fingerprint(stored_json(d, "fingerprint_json", what))
+                if "fingerprint_json" in d
+                else None
+            ),
         )
         sweep = cls(
             arrays=arrays,
