@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -775,12 +775,16 @@ def evaluate(
     """
     ks = _check_evaluate_arguments(sweep, method, n_sample, margin, random_state)
     tick = progress or (lambda: None)
+    # Normalised as the sweep's operators are (by a power of two, only outside the ordinary
+    # range of intensities): at ×1e30 the float32 squares of the spectrum overflow.  The
+    # spectrum is a ratio to the noise edge; the noise model is brought back to data units.
     operator = DenseOperator(
         data,
         row_mask=row_mask,
         col_mask=col_mask,
         negative_values=negative_values,
         chunk_rows=chunk_rows,
+        normalise=True,
     )
     rank = min(ks[-1] + 2, *operator.shape)
     if binning is None:
@@ -789,6 +793,8 @@ def evaluate(
     spectrum = noise_spectrum(
         operator, rank, pattern_shape=pattern_shape, binning=binning, random_state=random_state
     )
+    if operator.scale != 1:
+        spectrum = replace(spectrum, noise=spectrum.noise.rescaled(operator.scale))
     tick()
     kept = np.flatnonzero(operator.row_keep)
     rng = np.random.default_rng(random_state)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -181,6 +181,28 @@ class NoiseModel:
         if c < 0:
             return text + f", as from a dark offset of {self.offset:.3g})"
         return text + f", as from readout noise of {self.readout_noise:.3g})"
+
+    def rescaled(self, factor: float) -> NoiseModel:
+        """The same noise for the data multiplied by ``factor`` (intensities ×f, variances ×f²).
+
+        Examples
+        --------
+        >>> model = NoiseModel(np.ones(2), np.ones(2), 1.0, 0.0, np.ones(2), 1, 8, 8, 1.0,
+        ...                    np.ones(1), np.ones(1), np.ones(1), 0.1)
+        >>> model.rescaled(4.0).gain, model.rescaled(4.0).column_variance.tolist()
+        (4.0, [16.0, 16.0])
+        """
+        f = float(factor)
+        return replace(
+            self,
+            column_variance=self.column_variance * f**2,
+            mean_pattern=self.mean_pattern * f,
+            gain=self.gain * f,
+            zero_variance=self.zero_variance * f**2,
+            intensity=self.intensity * f,
+            variance=self.variance * f**2,
+            fitted=self.fitted * f**2,
+        )
 
     def to_dict(self) -> dict:
         """JSON-ready summary (arrays of the fit as lists)."""
@@ -520,8 +542,13 @@ def _fit_line(intensity, variance, count, npx):
     if design.shape[0] > 2:
         residual = variance - design @ coef
         chi2 = float(np.sum(weights * residual**2)) / (design.shape[0] - 2)
+        # Columns scaled to unit weighted norm first: intensities of 1e-15 next to pixel
+        # counts of 4 would otherwise fall below pinv's relative cut-off.
+        norm = _column_norms(design, weights)
+        scaled = design / norm
         with np.errstate(all="ignore"):
-            covariance = np.linalg.pinv(design.T @ (design * weights[:, None])) * max(chi2, 1.0)
+            information = scaled.T @ (scaled * weights[:, None])
+            covariance = np.linalg.pinv(information) / np.outer(norm, norm) * max(chi2, 1.0)
         if abs(coef[1]) < 2 * np.sqrt(max(covariance[1, 1], 0.0)):
             gain, weights = _weighted_fit(design[:, :1], variance, count)
             coef = np.array([gain[0], 0.0])
@@ -534,9 +561,20 @@ def _weighted_fit(design, variance, count):
     floor = _floor(variance)
     for _ in range(5):
         root = np.sqrt(weights)
-        coef = np.linalg.lstsq(design * root[:, None], variance * root, rcond=None)[0]
+        # Each column scaled to unit weighted norm, so that lstsq's relative cut-off does not
+        # drop the intensity column of data in small units (×1e-15: its singular value fell
+        # below eps × the pixel-count column's, and the gain came out zero).
+        norm = _column_norms(design, weights)
+        coef = np.linalg.lstsq(design / norm * root[:, None], variance * root, rcond=None)[0]
+        coef = coef / norm
         weights = count / (2.0 * np.maximum(design @ coef, floor) ** 2)
     return coef, weights
+
+
+def _column_norms(design: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted norm of each column of ``design`` (1 for an all-zero column)."""
+    norm = np.sqrt((design**2 * weights[:, None]).sum(axis=0))
+    return np.where(norm > 0, norm, 1.0)
 
 
 def _floor(variance: np.ndarray) -> float:

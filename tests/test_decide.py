@@ -366,3 +366,24 @@ def test_a_nan_in_an_excluded_pixel_is_no_concern_of_the_decision():
     s.nmf_sweep(range(1, 5), n_restarts=2, max_iter=30, signal_mask=mask, random_state=0)
     decision = s.decide_k(n_sample=16)
     assert decision.k in (1, 2, 3, 4) and np.isfinite(decision.columns["ssim"]).all()
+
+
+@pytest.fixture(scope="module")
+def counts_scan():
+    return simulated_scan(nav_shape=(16, 16), pattern_size=32, n_crystals=2, random_state=1)
+
+
+@pytest.mark.parametrize("scale", [1e-15, 1e30])
+def test_the_decision_does_not_depend_on_the_unit_of_the_data(counts_scan, scale):
+    # Before: at ×1e-15 the noise gain came out 0 (lstsq's relative cut-off dropped the
+    # intensity column) and k ran to the top; at ×1e30 the spectrum's float32 squares overflowed.
+    decisions = []
+    for factor in (1.0, scale):
+        s = counts_scan.signal.deepcopy()
+        s.data = s.data.astype(np.float64) * factor
+        s.nmf_sweep(range(1, 6), n_restarts=3, random_state=0)
+        decision = s.decide_k(n_sample=32)
+        decisions.append((decision.k, decision.noise["gain"] / factor, decision.fallback))
+    (k, gain, fallback), (k_scaled, gain_scaled, fallback_scaled) = decisions
+    assert (k_scaled, fallback_scaled) == (k, fallback) == (counts_scan.true_k, None)
+    assert gain_scaled == pytest.approx(gain, rel=1e-3)
