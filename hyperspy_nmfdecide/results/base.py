@@ -91,6 +91,14 @@ class StoredResult:
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from error
 
+    def _mask_entries(self) -> dict:
+        """The result's ``navigation_mask`` and ``signal_mask``, those it has, for ``to_dict``."""
+        return {
+            name: np.asarray(getattr(self, name))
+            for name in ("navigation_mask", "signal_mask")
+            if getattr(self, name, None) is not None
+        }
+
     @property
     def data_fingerprint(self) -> dict | None:
         """The fingerprint of the data the result was computed from (None in older files).

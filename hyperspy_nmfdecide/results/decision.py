@@ -147,9 +147,7 @@ class KDecision(StoredResult):
         }
         if self.suggested_range is not None:
             out["suggested_range"] = np.asarray(self.suggested_range)
-        for name in ("navigation_mask", "signal_mask"):
-            if getattr(self, name) is not None:
-                out[name] = np.asarray(getattr(self, name))
+        out |= self._mask_entries()
         return out
 
     @classmethod

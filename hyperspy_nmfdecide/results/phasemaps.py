@@ -394,9 +394,7 @@ class PhaseMaps(CalibratedResult):
             out[name] = np.asarray(getattr(a, name))
         for name in _JSON_FIELDS:
             out[f"{name}_json"] = json.dumps(getattr(a, name), default=json_default)
-        for name in ("navigation_mask", "signal_mask"):
-            if getattr(self, name) is not None:
-                out[name] = np.asarray(getattr(self, name))
+        out |= self._mask_entries()
         return out
 
     @classmethod

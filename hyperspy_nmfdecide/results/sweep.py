@@ -246,9 +246,7 @@ class NMFSweep(CalibratedResult):
                 out[f.name] = np.asarray(getattr(a, f.name))
         if a.fingerprint is not None:
             out["fingerprint_json"] = json.dumps(dict(a.fingerprint))
-        for name in ("navigation_mask", "signal_mask"):
-            if getattr(self, name) is not None:
-                out[name] = np.asarray(getattr(self, name))
+        out |= self._mask_entries()
         return out
 
     @classmethod
