@@ -32,6 +32,7 @@ from .results import (
     METADATA_DECISION,
     METADATA_PHASE_MAPS,
     METADATA_PREPROCESSING,
+    ComponentIndex,
     KDecision,
     NMFSweep,
     PhaseMaps,
@@ -423,6 +424,98 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
     def get_phase_maps(self) -> PhaseMaps:
         """The phase maps stored by the last :meth:`phase_maps` (also after save and load)."""
         return self._bound(PhaseMaps.from_signal(self))
+
+    def index_components(
+        self,
+        phases,
+        k: int | None = None,
+        *,
+        n_best: int = 3,
+        resolution: float = 1.0,
+        background_score: float = 0.1,
+        show_progressbar: bool | None = None,
+        store: bool = True,
+    ) -> ComponentIndex:
+        """Phase and orientation of every NMF factor at k, by pyxem's polar template matching.
+
+        Each factor of the stored sweep is reprojected to polar coordinates and matched against
+        a diffsims template bank of every phase over its reduced fundamental zone (orix), as
+        pyxem's ``get_orientation`` does; see :mod:`hyperspy_nmfdecide.orientation`.  The beam
+        energy is ``metadata.Acquisition_instrument.TEM.beam_energy``; the signal axes must be
+        in Å⁻¹ with 0 on the direct beam.  A zone-axis pattern cannot tell an orientation from
+        the same turned 180° (or 60° for a cubic [111]) about the beam (Friedel's law): the
+        candidates hold both when they score alike.
+
+        Parameters
+        ----------
+        phases : list of orix.crystal_map.Phase or CIF paths
+            The candidate phases (with structures).
+        k : int, optional
+            Default: the stored decision's k.
+        n_best : int
+            Candidates kept per phase.
+        resolution : float
+            Angular step of the template grid, degrees (the accuracy it allows).
+        background_score : float
+            Without stored phase maps at k, components scoring below this are the background.
+        show_progressbar : bool or None
+            Accepted for symmetry with the other methods; the matching of k factors is quick.
+        store : bool
+            Keep the result in ``metadata`` (``NMFDecide.component_index``).
+
+        Returns
+        -------
+        ComponentIndex
+
+        Examples
+        --------
+        A seeded scan of an Fe and an Au crystal is indexed in ``tests/test_orientation.py``
+        (a few seconds): ``s.index_components([crystal_phase("Fe"), crystal_phase("Au")])``.
+        """
+        from . import orientation as om
+
+        sweep = self._sweep_for(None)
+        if k is None:
+            if not self.metadata.has_item(METADATA_DECISION):
+                raise RuntimeError("index_components needs k: pass k=... or run s.decide_k()")
+            k = self.get_k_decision().k
+        if int(k) not in sweep.k_values.tolist():
+            raise ValueError(f"k={k} was not swept (swept: {sweep.k_values.tolist()})")
+        phase_list = om.as_phases(phases)
+        energy = om.beam_energy_of(self.metadata.as_dictionary())
+        axes = [a.get_axis_dictionary() for a in self.axes_manager.signal_axes]
+        radial = om.reciprocal_range(axes)
+        found = om.index_factor_signal(
+            sweep.get_factors(int(k)),
+            phase_list,
+            energy,
+            radial,
+            n_best=n_best,
+            resolution=resolution,
+        )
+        pm = self.get_phase_maps() if self.metadata.has_item(METADATA_PHASE_MAPS) else None
+        bg_index = pm.background_index if pm is not None and pm.k == int(k) else None
+        is_bg, rule = om.background_components(found.score, bg_index, background_score)
+        params = {
+            "beam_energy": energy,
+            "radial_range": list(radial),
+            "n_best": int(n_best),
+            "resolution": float(resolution),
+            "background_rule": rule,
+            "background_score": float(background_score),
+            "data_fingerprint": sweep.data_fingerprint,
+        }
+        result = ComponentIndex(
+            k=int(k),
+            phase_names=[p.name for p in phase_list],
+            space_groups=[int(p.space_group.number) for p in phase_list],
+            **vars(found),
+            is_background=is_bg,
+            params=params,
+        )
+        if store:
+            result.store(self)
+        return result
 
     def register_spots(
         self,

@@ -19,6 +19,7 @@ import numpy as np
 from .._utils import json_default
 
 __all__ = [
+    "METADATA_COMPONENT_INDEX",
     "METADATA_DECISION",
     "METADATA_PHASE_MAPS",
     "METADATA_PREPROCESSING",
@@ -38,6 +39,8 @@ METADATA_SWEEP = f"{METADATA_ROOT}.sweep"
 METADATA_DECISION = f"{METADATA_ROOT}.decision"
 #: The phase maps of the last ``phase_maps``.
 METADATA_PHASE_MAPS = f"{METADATA_ROOT}.phase_maps"
+#: The phase and orientation of every component of the last ``index_components``.
+METADATA_COMPONENT_INDEX = f"{METADATA_ROOT}.component_index"
 #: The record of ``prepare_for_nmf`` (steps and beam mask).
 METADATA_PREPROCESSING = f"{METADATA_ROOT}.preprocessing"
 #: The results computed from the data, stale once the data change.
