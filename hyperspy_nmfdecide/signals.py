@@ -32,6 +32,8 @@ from .results import (
     METADATA_DECISION,
     METADATA_PHASE_MAPS,
     METADATA_PREPROCESSING,
+    METADATA_SWEEP,
+    STORED_RESULTS,
     ComponentIndex,
     KDecision,
     NMFSweep,
@@ -220,8 +222,8 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             source_metadata=self._source_metadata(),
         )
         if store:
-            # A decision and phase maps of an earlier sweep do not describe this one.
-            drop_results(self, (METADATA_DECISION, METADATA_PHASE_MAPS))
+            # What was read from an earlier sweep does not describe this one.
+            drop_results(self, tuple(p for p in STORED_RESULTS if p != METADATA_SWEEP))
             sweep.store(self)
         return sweep
 

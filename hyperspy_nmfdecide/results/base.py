@@ -44,7 +44,7 @@ METADATA_COMPONENT_INDEX = f"{METADATA_ROOT}.component_index"
 #: The record of ``prepare_for_nmf`` (steps and beam mask).
 METADATA_PREPROCESSING = f"{METADATA_ROOT}.preprocessing"
 #: The results computed from the data, stale once the data change.
-STORED_RESULTS = (METADATA_SWEEP, METADATA_DECISION, METADATA_PHASE_MAPS)
+STORED_RESULTS = (METADATA_SWEEP, METADATA_DECISION, METADATA_PHASE_MAPS, METADATA_COMPONENT_INDEX)
 
 
 class StoredResult:
