@@ -406,7 +406,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
                     "phase_maps needs k: pass k=... or run s.decide_k() first "
                     f"(available k: {sweep.k_values.tolist()})"
                 )
-            k = self.get_k_decision().k
+            k = self._stored_of(KDecision, sweep).k
         matrix, chunk_rows = self._as_matrix(*self._matrix_shape())
         with _progressbar(show_progressbar, N_STAGES, "phase maps") as bar:
             result = PhaseMaps.from_sweep(
@@ -480,7 +480,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         if k is None:
             if not self.metadata.has_item(METADATA_DECISION):
                 raise RuntimeError("index_components needs k: pass k=... or run s.decide_k()")
-            k = self.get_k_decision().k
+            k = self._stored_of(KDecision, sweep).k
         if int(k) not in sweep.k_values.tolist():
             raise ValueError(f"k={k} was not swept (swept: {sweep.k_values.tolist()})")
         phase_list = om.as_phases(phases)
@@ -495,7 +495,11 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             n_best=n_best,
             resolution=resolution,
         )
-        pm = self.get_phase_maps() if self.metadata.has_item(METADATA_PHASE_MAPS) else None
+        pm = (
+            self._stored_of(PhaseMaps, sweep)
+            if self.metadata.has_item(METADATA_PHASE_MAPS)
+            else None
+        )
         bg_index = pm.background_index if pm is not None and pm.k == int(k) else None
         is_bg, rule = om.background_components(found.score, bg_index, background_score)
         params = {
@@ -695,11 +699,16 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         )
         if same_fingerprint(stored, current):
             return result
-        raise ValueError(
-            f"the {type(result).__name__} at hand was computed from other data than this "
-            "signal's (the data were reordered, sliced, scaled or edited since, or it belongs "
-            f"to another signal): run s.{result.made_by}() on this signal again"
-        )
+        raise _other_data(result)
+
+    def _stored_of(self, result_type, sweep: NMFSweep):
+        """The stored result of ``result_type``, checked against a sweep already bound to these
+        data: the fingerprints are compared, with no second pass over the data."""
+        result = result_type.from_signal(self)
+        stored = result.data_fingerprint
+        if stored is None or same_fingerprint(stored, sweep.data_fingerprint):
+            return result
+        raise _other_data(result)
 
     def _as_matrix(self, n_probe: int, n_pixel: int):
         """The data as an (n_probe, n_pixel) view: numpy, or dask in navigation row chunks."""
@@ -726,6 +735,15 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
 class LazyNMFDecideDiffraction2D(LazyElectronDiffraction2D, NMFDecideDiffraction2D):
     """Lazy (dask-backed) twin of :class:`NMFDecideDiffraction2D`."""
+
+
+def _other_data(result) -> ValueError:
+    """The error for a stored result of other data than the signal's."""
+    return ValueError(
+        f"the {type(result).__name__} at hand was computed from other data than this "
+        "signal's (the data were reordered, sliced, scaled or edited since, or it belongs "
+        f"to another signal): run s.{result.made_by}() on this signal again"
+    )
 
 
 def _k_values(k_range) -> list:

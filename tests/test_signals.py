@@ -375,3 +375,12 @@ def test_stored_results_are_used_on_the_same_data_lazy_or_saved(analysed, tmp_pa
         assert same.get_k_decision().k == analysed.get_k_decision().k
         sweep = same.get_nmf_sweep()
         assert sweep.arrays.fingerprint == analysed.get_nmf_sweep().arrays.fingerprint
+
+
+def test_a_stored_decision_of_other_data_does_not_choose_k(analysed):
+    # The copy keeps the original's decision in its metadata; its own sweep is not stored.
+    other = analysed * 0.5
+    own_sweep = sweep_of(other, store=False)
+    with pytest.raises(ValueError, match=r"KDecision at hand was computed from other data"):
+        other.phase_maps(sweep=own_sweep)
+    assert other.phase_maps(k=2, sweep=own_sweep, store=False).k == 2
