@@ -24,11 +24,14 @@ No HyperSpy import at module level: pyxem, diffsims and orix are imported on fir
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+from .refinement import cartesian_factor, in_plane_correction
 
 if TYPE_CHECKING:
     from orix.crystal_map import Phase
@@ -46,6 +49,7 @@ __all__ = [
     "match_polar",
     "polar_factors",
     "reciprocal_range",
+    "refine_factors",
     "reliability",
     "template_bank",
 ]
@@ -82,7 +86,11 @@ class IndexArrays:
         a sure match; it says how sharply the grid point is picked, not whether another
         orientation far away fits as well.
     candidate_phase, candidate_euler, candidate_score : numpy.ndarray
-        (k, n_phases * n_best) every phase's top ``n_best`` matches, best first.
+        (k, n_phases * n_best) every phase's top ``n_best`` matches, best first (of the grid).
+    grid_euler : numpy.ndarray
+        (k, 3) the best grid orientation before refinement (equal to ``euler`` unrefined).
+    in_plane_deg : numpy.ndarray
+        (k,) the turn about the beam the refinement applied (degrees; 0 where not refined).
     """
 
     best_phase: np.ndarray
@@ -93,6 +101,29 @@ class IndexArrays:
     candidate_phase: np.ndarray
     candidate_euler: np.ndarray
     candidate_score: np.ndarray
+    grid_euler: np.ndarray
+    in_plane_deg: np.ndarray
+
+
+@contextmanager
+def _quiet_pyxem():
+    """Silence what pyxem's polar matching prints although asked not to.
+
+    ``get_orientation`` maps a helper over its result without ``show_progressbar`` or
+    ``silence_warnings`` (pyxem 0.21): a progress bar per phase and HyperSpy's warnings about
+    the polar axes' mixed units, which say nothing to the user here.
+    """
+    from hyperspy.defaults_parser import preferences
+
+    logger = logging.getLogger("hyperspy.signal")
+    level, bar = logger.level, preferences.General.show_progressbar
+    logger.setLevel(logging.ERROR)
+    preferences.General.show_progressbar = False
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        preferences.General.show_progressbar = bar
 
 
 def as_phases(phases) -> list[Phase]:
@@ -213,12 +244,13 @@ def polar_factors(factors, radial_range: tuple[float, float], npt: int, npt_azim
         (k | radius, azimuth): mirrored in azimuth to the axes' ``atan2(ky, kx)``, the
         per-radius median removed (clipped at 0), each pattern of unit norm.
     """
-    polar = factors.get_azimuthal_integral2d(
-        npt=int(npt),
-        npt_azim=int(npt_azim),
-        radial_range=tuple(radial_range),
-        show_progressbar=False,
-    )
+    with _quiet_pyxem():
+        polar = factors.get_azimuthal_integral2d(
+            npt=int(npt),
+            npt_azim=int(npt_azim),
+            radial_range=tuple(radial_range),
+            show_progressbar=False,
+        )
     data = np.asarray(polar.data, dtype=float)
     # azimuth a_j = -pi + j*da holds the pattern at -a_j: index j <- (-j) mod n.
     data = np.roll(data[..., ::-1], 1, axis=-1)
@@ -242,7 +274,8 @@ def match_polar(polar, simulation, n_best: int) -> tuple[np.ndarray, np.ndarray]
     """
     from pyxem.signals.indexation_results import rotation_from_orientation_map
 
-    result = polar.get_orientation(simulation, n_best=int(n_best), show_progressbar=False)
+    with _quiet_pyxem():
+        result = polar.get_orientation(simulation, n_best=int(n_best), show_progressbar=False)
     table = np.asarray(result.data, dtype=float).reshape(len(polar.data), int(n_best), 4)
     rotations = simulation.rotations.data
     quats = np.stack([rotation_from_orientation_map(row, rotations) for row in table])
@@ -291,15 +324,18 @@ def index_factors(polar, bank: Sequence, n_best: int = 3) -> IndexArrays:
     flat_scores = scores.reshape(k, -1)
     order = np.argsort(-flat_scores, axis=1, kind="stable")
     flat_euler = Rotation(quats.reshape(-1, 4)).to_euler().reshape(k, -1, 3)
+    euler = flat_euler.reshape(k, n_phases, n_best, 3)[rows, best_phase, 0]
     return IndexArrays(
         best_phase=best_phase.astype(int),
-        euler=flat_euler.reshape(k, n_phases, n_best, 3)[rows, best_phase, 0],
+        euler=euler,
         score=score,
         phase_reliability=reliability(score, others),
         orientation_reliability=reliability(score, scores[rows, best_phase, 1]),
         candidate_phase=np.repeat(np.arange(n_phases), n_best)[order].astype(int),
         candidate_euler=np.take_along_axis(flat_euler, order[..., None], axis=1),
         candidate_score=np.take_along_axis(flat_scores, order, axis=1),
+        grid_euler=euler.copy(),
+        in_plane_deg=np.zeros(k),
     )
 
 
@@ -393,6 +429,73 @@ def index_factor_signal(
     bank = template_bank(phases, beam_energy, radial_range[1], resolution, max_excitation_error)
     polar = polar_factors(factors, radial_range, npt, npt_azim)
     return index_factors(polar, bank, n_best)
+
+
+def refine_factors(
+    factors,
+    phases: Sequence[Phase],
+    found: IndexArrays,
+    beam_energy: float,
+    radial_range: tuple[float, float],
+    *,
+    max_excitation_error: float = MAX_EXCITATION_ERROR,
+    skip: np.ndarray | None = None,
+) -> IndexArrays:
+    """Refine the in-plane angle of every factor's best orientation (:mod:`.refinement`).
+
+    The best match of each factor not in ``skip`` (e.g. the background) is simulated, its
+    spots paired with the factor's spot centroids, and the match turned about the beam by the
+    angle that best carries the one onto the other.  Phases, tilts and the candidates stay as
+    matched on the grid.
+
+    Parameters
+    ----------
+    factors : pyxem.signals.Diffraction2D
+        (k | ky, kx) calibrated in Å⁻¹ with 0 on the direct beam.
+    phases, beam_energy, radial_range, max_excitation_error
+        As given to :func:`index_factor_signal`.
+    found : IndexArrays
+        Its grid matches.
+    skip : numpy.ndarray of bool, optional
+        (k,) components left as matched.
+
+    Returns
+    -------
+    IndexArrays
+        ``euler`` and ``in_plane_deg`` replaced for the refined components (``grid_euler``
+        keeps the grid match).
+    """
+    from diffsims.generators.simulation_generator import SimulationGenerator
+    from orix.quaternion import Rotation
+
+    generator = SimulationGenerator(accelerating_voltage=float(beam_energy))
+    x_axis, y_axis = factors.axes_manager.signal_axes
+    offset, scale = (x_axis.offset, y_axis.offset), (x_axis.scale, y_axis.scale)
+    data = np.asarray(factors.data, dtype=float)
+    euler, in_plane = found.euler.copy(), found.in_plane_deg.copy()
+    for i in range(len(data)):
+        if skip is not None and skip[i]:
+            continue
+        best = Rotation.from_euler(found.euler[i])
+        spots = generator.calculate_diffraction2d(
+            phases[int(found.best_phase[i])],
+            rotation=best,
+            reciprocal_radius=float(radial_range[1]),
+            with_direct_beam=False,
+            max_excitation_error=float(max_excitation_error),
+        ).coordinates
+        angle, _ = in_plane_correction(
+            cartesian_factor(data[i], offset, scale, radial_range),
+            np.asarray(spots.data, dtype=float)[:, :2],
+            np.asarray(spots.intensity, dtype=float),
+        )
+        # Measured (tests/test_orientation.py): turning diffsims' pattern by +angle in the
+        # detector's (x, y) is the rotation composed on the right with a turn of -angle
+        # about z.
+        refined = best * Rotation.from_axes_angles((0.0, 0.0, 1.0), -angle)
+        euler[i] = refined.to_euler().reshape(3)
+        in_plane[i] = np.degrees(angle)
+    return replace(found, euler=euler, in_plane_deg=in_plane)
 
 
 def background_components(

@@ -434,6 +434,7 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         *,
         n_best: int = 3,
         resolution: float = 1.0,
+        refine: bool = True,
         background_score: float = 0.1,
         show_progressbar: bool | None = None,
         store: bool = True,
@@ -442,11 +443,13 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
         Each factor of the stored sweep is reprojected to polar coordinates and matched against
         a diffsims template bank of every phase over its reduced fundamental zone (orix), as
-        pyxem's ``get_orientation`` does; see :mod:`hyperspy_nmfdecide.orientation`.  The beam
-        energy is ``metadata.Acquisition_instrument.TEM.beam_energy``; the signal axes must be
-        in Å⁻¹ with 0 on the direct beam.  A zone-axis pattern cannot tell an orientation from
-        the same turned 180° (or 60° for a cubic [111]) about the beam (Friedel's law): the
-        candidates hold both when they score alike.
+        pyxem's ``get_orientation`` does; the in-plane angle of the best match is then refined
+        on the factor's spot positions (a 2-D Procrustes fit of the template's spots); see
+        :mod:`hyperspy_nmfdecide.orientation` and :mod:`hyperspy_nmfdecide.refinement`.  The
+        beam energy is ``metadata.Acquisition_instrument.TEM.beam_energy``; the signal axes
+        must be in Å⁻¹ with 0 on the direct beam.  With phase maps at k, ``idx.crystal_map(pm)``
+        gives the crystals at every probe (an orix CrystalMap), ``idx.ipf_map(pm)`` their IPF
+        colours and ``idx.plot(pm)`` both.
 
         Parameters
         ----------
@@ -457,7 +460,13 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
         n_best : int
             Candidates kept per phase.
         resolution : float
-            Angular step of the template grid, degrees (the accuracy it allows).
+            Angular step of the template grid, degrees.
+        refine : bool
+            Refine each crystal's angle about the beam on its spot positions (the grid steps
+            1° in plane); the tilt stays the grid's, within ``resolution / 2``.  A zone-axis
+            pattern hardly tells an orientation from the same turned 180° about the beam
+            (Friedel's law; for cubic crystals that turn about [112] is the 60° [111] twin):
+            look at the candidates when the two score alike.
         background_score : float
             Without stored phase maps at k, components scoring below this are the background.
         show_progressbar : bool or None
@@ -481,43 +490,22 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             if not self.metadata.has_item(METADATA_DECISION):
                 raise RuntimeError("index_components needs k: pass k=... or run s.decide_k()")
             k = self._stored_of(KDecision, sweep).k
-        if int(k) not in sweep.k_values.tolist():
-            raise ValueError(f"k={k} was not swept (swept: {sweep.k_values.tolist()})")
-        phase_list = om.as_phases(phases)
-        energy = om.beam_energy_of(self.metadata.as_dictionary())
-        axes = [a.get_axis_dictionary() for a in self.axes_manager.signal_axes]
-        radial = om.reciprocal_range(axes)
-        found = om.index_factor_signal(
-            sweep.get_factors(int(k)),
-            phase_list,
-            energy,
-            radial,
-            n_best=n_best,
-            resolution=resolution,
-        )
         pm = (
             self._stored_of(PhaseMaps, sweep)
             if self.metadata.has_item(METADATA_PHASE_MAPS)
             else None
         )
-        bg_index = pm.background_index if pm is not None and pm.k == int(k) else None
-        is_bg, rule = om.background_components(found.score, bg_index, background_score)
-        params = {
-            "beam_energy": energy,
-            "radial_range": list(radial),
-            "n_best": int(n_best),
-            "resolution": float(resolution),
-            "background_rule": rule,
-            "background_score": float(background_score),
-            "data_fingerprint": sweep.data_fingerprint,
-        }
-        result = ComponentIndex(
-            k=int(k),
-            phase_names=[p.name for p in phase_list],
-            space_groups=[int(p.space_group.number) for p in phase_list],
-            **vars(found),
-            is_background=is_bg,
-            params=params,
+        result = ComponentIndex.from_sweep(
+            sweep,
+            phases,
+            int(k),
+            beam_energy=om.beam_energy_of(self.metadata.as_dictionary()),
+            sig_axes=[a.get_axis_dictionary() for a in self.axes_manager.signal_axes[::-1]],
+            n_best=n_best,
+            resolution=resolution,
+            refine=refine,
+            background_index=pm.background_index if pm is not None and pm.k == int(k) else None,
+            background_score=background_score,
         )
         if store:
             result.store(self)

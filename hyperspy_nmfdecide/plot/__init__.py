@@ -2,9 +2,9 @@
 
 One module per family of figures: :mod:`.sweep` (MSE against k), :mod:`.decision` (the
 evidence for k), :mod:`.components` (factors and loading maps), :mod:`.phasemaps`,
-:mod:`.overview` (mean pattern and virtual images) and :mod:`.truth` (a simulation's ground
-truth).  Every image on calibrated axes goes through one helper, :mod:`._axes`.  pyplot is
-imported only when a figure is drawn.
+:mod:`.orientation` (crystals and IPF colours), :mod:`.overview` (mean pattern and virtual
+images) and :mod:`.truth` (a simulation's ground truth).  Every image on calibrated axes goes
+through one helper, :mod:`._axes`.  pyplot is imported only when a figure is drawn.
 
 Examples
 --------
@@ -15,6 +15,7 @@ True
 
 from .components import plot_components
 from .decision import plot_decision
+from .orientation import plot_orientation_maps
 from .overview import plot_data_overview
 from .phasemaps import plot_phase_maps
 from .sweep import plot_sweep
@@ -24,6 +25,7 @@ __all__ = [
     "plot_components",
     "plot_data_overview",
     "plot_decision",
+    "plot_orientation_maps",
     "plot_phase_maps",
     "plot_sweep",
     "plot_true_labels",

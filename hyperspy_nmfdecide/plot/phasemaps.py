@@ -68,7 +68,13 @@ def label_colours(pm: _PhaseMaps) -> np.ndarray:
     return colours
 
 
-def plot_phase_maps(pm: _PhaseMaps, fig=None, *, max_phases: int | None = None):
+def plot_phase_maps(
+    pm: _PhaseMaps,
+    fig=None,
+    *,
+    max_phases: int | None = None,
+    component_names: list[str] | None = None,
+):
     """Label map with a legend, RGB composite, and raw / reconstructed mean pattern pairs.
 
     Parameters
@@ -79,6 +85,9 @@ def plot_phase_maps(pm: _PhaseMaps, fig=None, *, max_phases: int | None = None):
         Where to draw (its existing axes are kept); a new figure when None.
     max_phases : int or None
         Show the pattern pairs of the first this many phases (all when None).
+    component_names : list of str, optional
+        A name per component for the legend (e.g. ``ComponentIndex.component_names``:
+        phase and zone axis); default ``C0``, ``C1``, ...
 
     Returns
     -------
@@ -95,7 +104,8 @@ def plot_phase_maps(pm: _PhaseMaps, fig=None, *, max_phases: int | None = None):
     # The result keeps its axes in array order: the scan's rows (y) first.
     y_axis, x_axis = [a for a in pm.axes if a["navigate"]]
 
-    _draw_labels(fig.add_subplot(grid[0, :2]), pm, x_axis, y_axis)
+    names = component_names or [f"C{j}" for j in range(pm.k)]
+    _draw_labels(fig.add_subplot(grid[0, :2]), pm, x_axis, y_axis, names)
     ax = fig.add_subplot(grid[0, 2:])
     show_image(ax, pm.rgb, x_axis, y_axis, ylabel=False)
     ax.set_title("Components (RGB composite)")
@@ -103,7 +113,7 @@ def plot_phase_maps(pm: _PhaseMaps, fig=None, *, max_phases: int | None = None):
     return fig
 
 
-def _draw_labels(ax, pm: _PhaseMaps, x_axis: dict, y_axis: dict) -> None:
+def _draw_labels(ax, pm: _PhaseMaps, x_axis: dict, y_axis: dict, names: list[str]) -> None:
     """The label map, overlaps hatched, with a legend entry per phase and one for label 0."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
@@ -131,7 +141,7 @@ def _draw_labels(ax, pm: _PhaseMaps, x_axis: dict, y_axis: dict) -> None:
         Patch(
             facecolor=colours[label],
             hatch=_HATCH if len(members) > 1 else None,
-            label=f"{label}: C{'+C'.join(str(j) for j in members)}"
+            label=f"{label}: {' + '.join(names[j] for j in members)}"
             + (" (overlap)" if len(members) > 1 else ""),
         )
         for label, members in pm.legend.items()

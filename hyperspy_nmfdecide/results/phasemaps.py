@@ -365,14 +365,21 @@ class PhaseMaps(CalibratedResult):
         )
 
     # -- plotting ----------------------------------------------------------------------------
-    def plot(self, fig=None, *, max_phases: int | None = None):
+    def plot(self, fig=None, *, max_phases: int | None = None, index=None):
         """Label map with its legend, RGB composite, and raw / reconstructed mean pairs.
 
-        See :func:`hyperspy_nmfdecide.plot.plot_phase_maps`.  Returns the Figure.
+        With ``index`` (a :class:`~hyperspy_nmfdecide.results.ComponentIndex` at this k of
+        the same data, from ``s.index_components``) the legend names each component's phase
+        and zone axis.  See :func:`hyperspy_nmfdecide.plot.plot_phase_maps`.  Returns the
+        Figure.
         """
         from ..plot import plot_phase_maps
 
-        return plot_phase_maps(self, fig=fig, max_phases=max_phases)
+        names = None
+        if index is not None:
+            index._check_phase_maps(self)
+            names = index.component_names
+        return plot_phase_maps(self, fig=fig, max_phases=max_phases, component_names=names)
 
     # -- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict:

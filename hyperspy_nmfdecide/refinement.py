@@ -1,0 +1,165 @@
+"""Local refinement of a factor's orientation: the in-plane angle from its spot positions.
+
+The polar template matching of :mod:`hyperspy_nmfdecide.orientation` picks the best point of a
+grid: ``resolution`` degrees apart out of plane and the polar factor's azimuthal step (1° at
+360 points) in plane, so its answer can be a degree or more from the crystal's orientation.
+Spot *positions* fix the in-plane angle far more finely than the grid: here each template spot
+of the match is paired with the centroid of the factor around it, and the turn about the beam
+that best carries the template's spots onto those centroids (a weighted 2-D Procrustes fit,
+iterated as the pairs move) is applied to the match.
+
+Spot *intensities*, which alone tell the tilt off the zone axis, depend on the excitation-error
+model, the thickness and dynamical scattering; a kinematic template does not reproduce them
+closely enough to refine the tilt (measured on simulated Fe and Au crystals: the intensity
+correlation peaks up to 1.2° away from the true orientation), so the tilt stays that of the
+grid (within half a grid step).
+
+Written here because neither pyxem nor diffsims refine a template match (pyxem's
+``get_orientation`` scores a fixed bank only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["CartesianFactor", "cartesian_factor", "in_plane_correction", "spot_centroids"]
+
+#: Half-width (pixels) of the window in which a template spot's centroid is measured.
+WINDOW_PX = 2
+#: Template spots weaker than this fraction of the strongest are not used.
+MIN_TEMPLATE_INTENSITY = 0.02
+#: Spots holding less than this fraction of the largest spot mass are not used.
+MIN_SPOT_MASS = 0.1
+#: Procrustes iterations (the pairs are measured again after each turn).
+ITERATIONS = 4
+
+
+@dataclass(frozen=True)
+class CartesianFactor:
+    """A factor prepared for spot measurements: background removed, outside the range zeroed.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        (ny, nx) float, unit norm.
+    offset, scale : numpy.ndarray
+        (2,) the (x, y) calibration: pixel ``i`` along x is at ``offset[0] + i * scale[0]`` Å⁻¹.
+    radial_range : tuple of float
+        Spots outside it (Å⁻¹ from the beam) are not used.
+    """
+
+    image: np.ndarray
+    offset: np.ndarray
+    scale: np.ndarray
+    radial_range: tuple[float, float]
+
+
+def cartesian_factor(
+    factor: np.ndarray,
+    offset: Sequence[float],
+    scale: Sequence[float],
+    radial_range: tuple[float, float],
+) -> CartesianFactor:
+    """Prepare one (ny, nx) factor: the per-radius median removed (clipped at 0), unit norm.
+
+    The same background removal as the polar factors (a diffuse halo or rings is not a spot).
+
+    Examples
+    --------
+    >>> f = np.ones((9, 9)); f[4, 6] = 5.0
+    >>> c = cartesian_factor(f, (-4.0, -4.0), (1.0, 1.0), (1.0, 4.0))
+    >>> float(c.image[4, 6]), float(c.image.sum())
+    (1.0, 1.0)
+    """
+    image = np.asarray(factor, dtype=float)
+    offset = np.asarray(offset, dtype=float)
+    scale = np.asarray(scale, dtype=float)
+    ny, nx = image.shape
+    x = offset[0] + scale[0] * np.arange(nx)
+    y = offset[1] + scale[1] * np.arange(ny)
+    radius = np.hypot(*np.meshgrid(x, y))
+    rings = np.round(radius / np.min(np.abs(scale))).astype(int)
+    medians = np.zeros(rings.max() + 1)
+    for ring in np.unique(rings):
+        medians[ring] = np.median(image[rings == ring])
+    image = np.clip(image - medians[rings], 0.0, None)
+    image[(radius < radial_range[0]) | (radius > radial_range[1])] = 0.0
+    norm = np.linalg.norm(image)
+    return CartesianFactor(image / (norm if norm > 0 else 1.0), offset, scale, radial_range)
+
+
+def spot_centroids(factor: CartesianFactor, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid (Å⁻¹) and mass of the factor in a window around each position ``xy`` (Å⁻¹).
+
+    Examples
+    --------
+    >>> f = np.zeros((9, 9)); f[4, 6] = 1.0; f[4, 7] = 1.0
+    >>> c = cartesian_factor(f, (-4.0, -4.0), (1.0, 1.0), (0.0, 4.0))
+    >>> centroid, mass = spot_centroids(c, np.array([[2.0, 0.0]]))
+    >>> centroid.round(2).tolist(), bool(mass[0] > 0)
+    ([[2.5, 0.0]], True)
+    """
+    ny, nx = factor.image.shape
+    pixels = np.rint((xy - factor.offset) / factor.scale).astype(int)
+    centroids = np.array(xy, dtype=float)
+    mass = np.zeros(len(xy))
+    for i, (px, py) in enumerate(pixels):
+        x0, x1 = max(px - WINDOW_PX, 0), min(px + WINDOW_PX + 1, nx)
+        y0, y1 = max(py - WINDOW_PX, 0), min(py + WINDOW_PX + 1, ny)
+        window = factor.image[y0:y1, x0:x1]
+        mass[i] = window.sum()
+        if mass[i] > 0:
+            rows, cols = np.mgrid[y0:y1, x0:x1]
+            centroids[i] = factor.offset + factor.scale * (
+                np.array([(window * cols).sum(), (window * rows).sum()]) / mass[i]
+            )
+    return centroids, mass
+
+
+def in_plane_correction(
+    factor: CartesianFactor, xy: np.ndarray, intensity: np.ndarray
+) -> tuple[float, int]:
+    """The turn about the beam (radians, counter-clockwise in the detector's x, y) that
+    carries a template's spots onto the factor's spot centroids, and the spots used.
+
+    Template spots inside the radial range and above :data:`MIN_TEMPLATE_INTENSITY` of the
+    strongest are paired with the factor's centroid around them; pairs holding less than
+    :data:`MIN_SPOT_MASS` of the largest mass (no spot there) are dropped; the angle is the
+    mass-weighted 2-D Procrustes rotation about the beam, measured again after each turn.
+
+    Examples
+    --------
+    >>> f = np.zeros((41, 41))
+    >>> for x, y in ((10.0, 1.0), (-1.0, 10.0), (-10.0, -1.0), (1.0, -10.0)):  # 5.7° turned
+    ...     f[int(y) + 20, int(x) + 20] = 1.0
+    >>> c = cartesian_factor(f, (-20.0, -20.0), (1.0, 1.0), (2.0, 15.0))
+    >>> spots = np.array([[10.0, 0.0], [0.0, 10.0], [-10.0, 0.0], [0.0, -10.0]])
+    >>> angle, used = in_plane_correction(c, spots, np.ones(4))
+    >>> round(float(np.degrees(angle)), 1), used
+    (5.7, 4)
+    """
+    radius = np.hypot(xy[:, 0], xy[:, 1])
+    keep = (radius >= factor.radial_range[0]) & (radius <= factor.radial_range[1])
+    keep &= intensity > MIN_TEMPLATE_INTENSITY * intensity.max(initial=0.0)
+    spots = np.asarray(xy, dtype=float)[keep]
+    angle, used = 0.0, 0
+    for _ in range(ITERATIONS):
+        turned = spots @ _turn(angle).T
+        centroids, mass = spot_centroids(factor, turned)
+        use = mass > MIN_SPOT_MASS * mass.max(initial=0.0)
+        used = int(use.sum())
+        if used < 2:
+            return 0.0, used
+        p, c, m = turned[use], centroids[use], mass[use]
+        cross = np.sum(m * (p[:, 0] * c[:, 1] - p[:, 1] * c[:, 0]))
+        angle += float(np.arctan2(cross, np.sum(m * np.sum(p * c, axis=1))))
+    return angle, used
+
+
+def _turn(angle: float) -> np.ndarray:
+    """The 2-D rotation matrix of ``angle`` radians."""
+    cos, sin = np.cos(angle), np.sin(angle)
+    return np.array([[cos, -sin], [sin, cos]])
