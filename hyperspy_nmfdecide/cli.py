@@ -581,6 +581,17 @@ def _add_analyze_command(commands) -> None:
         ".mib of a scan without its acquisition header); passed to the reader as HyperSpy's "
         "navigation_shape (NX, NY)",
     )
+    analyze.add_argument(
+        "--phases",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="CIF",
+        help="CIF files of the candidate phases: index every component at the decided k "
+        "(phase and orientation, by template matching) and add an Orientations section and "
+        "crystals.h5 (an orix CrystalMap) to the report; needs the beam energy in the file's "
+        "metadata and the detector calibrated in reciprocal Ångström with 0 on the beam",
+    )
     _add_prepare_options(analyze)
     _add_sweep_options(
         analyze, k=ANALYZE_K, restarts=ANALYZE_RESTARTS, out="nmfdecide_report", also=", sweep.npz"
@@ -744,7 +755,32 @@ def _decide_and_map(report, signal, sweep, args) -> tuple:
     )
     timings["phase_maps"] = time.perf_counter() - start
     phase_section(report, pm)
+    if getattr(args, "phases", None):
+        _index_components(report, signal, pm, args.phases)
     return decision, pm
+
+
+def _index_components(report, signal, pm, phases) -> None:
+    """``index_components`` at the phase maps' k and the report's "Orientations" section."""
+    from .report import orientation_section
+
+    _logger.info("Indexing the %d components against %d phase(s)", pm.k, len(phases))
+    start = time.perf_counter()
+    index = signal.index_components([str(p) for p in phases], pm.k)
+    report.summary["timings"]["index_components"] = time.perf_counter() - start
+    orientation_section(report, index, pm)
+
+
+def _check_phases(signal, phases) -> None:
+    """Before the sweep: the CIFs read, the beam energy and the calibration that indexing needs."""
+    from . import orientation as om
+
+    try:
+        om.as_phases([str(p) for p in phases])
+        om.beam_energy_of(signal.metadata.as_dictionary())
+        om.reciprocal_range([a.get_axis_dictionary() for a in signal.axes_manager.signal_axes])
+    except (TypeError, ValueError) as error:
+        raise CommandError(f"argument --phases: {error}") from error
 
 
 def _decide_k(signal, sweep, args: argparse.Namespace) -> tuple:
@@ -778,7 +814,7 @@ def _decide_k(signal, sweep, args: argparse.Namespace) -> tuple:
 def _decide_time(report) -> float:
     """Seconds spent in ``decide_k`` and ``phase_maps`` (timed on their own)."""
     timings = report.summary.get("timings", {})
-    return sum(timings.get(name, 0.0) for name in ("decide_k", "phase_maps"))
+    return sum(timings.get(name, 0.0) for name in ("decide_k", "phase_maps", "index_components"))
 
 
 def _print_decision(decision, pm) -> None:
@@ -857,6 +893,8 @@ def _analyze(args: argparse.Namespace) -> int:
             "(the default)"
         )
     signal, t_prepare = _prepare(signal, args, beam_radius=args.beam_mask)
+    if args.phases:
+        _check_phases(signal, args.phases)
     signal, sweep, t_sweep = _run_sweep(signal, args)
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .refinement import cartesian_factor, in_plane_correction
+from .refinement import cartesian_factor, in_plane_correction, refine_tilt
 
 if TYPE_CHECKING:
     from orix.crystal_map import Phase
@@ -111,7 +111,9 @@ def _quiet_pyxem():
 
     ``get_orientation`` maps a helper over its result without ``show_progressbar`` or
     ``silence_warnings`` (pyxem 0.21): a progress bar per phase and HyperSpy's warnings about
-    the polar axes' mixed units, which say nothing to the user here.
+    the polar axes' mixed units, which say nothing to the user here; and it divides a template
+    with no reflection in the radial range by its zero norm (numpy's "invalid value" warning;
+    such a template scores NaN and is never the best).
     """
     from hyperspy.defaults_parser import preferences
 
@@ -120,7 +122,8 @@ def _quiet_pyxem():
     logger.setLevel(logging.ERROR)
     preferences.General.show_progressbar = False
     try:
-        yield
+        with np.errstate(invalid="ignore", divide="ignore"):
+            yield
     finally:
         logger.setLevel(level)
         preferences.General.show_progressbar = bar
@@ -441,19 +444,20 @@ def refine_factors(
     max_excitation_error: float = MAX_EXCITATION_ERROR,
     skip: np.ndarray | None = None,
 ) -> IndexArrays:
-    """Refine the in-plane angle of every factor's best orientation (:mod:`.refinement`).
+    """Refine every factor's best orientation locally (:mod:`.refinement`).
 
-    The best match of each factor not in ``skip`` (e.g. the background) is simulated, its
-    spots paired with the factor's spot centroids, and the match turned about the beam by the
-    angle that best carries the one onto the other.  Phases, tilts and the candidates stay as
-    matched on the grid.
+    For each factor not in ``skip`` (e.g. the background): the angle about the beam from the
+    spot positions, then the tilt from the spot intensities, then the angle about the beam
+    once more (a tilt moves the spots a little).  Phases and candidates stay as matched on the
+    grid.
 
     Parameters
     ----------
     factors : pyxem.signals.Diffraction2D
         (k | ky, kx) calibrated in Å⁻¹ with 0 on the direct beam.
     phases, beam_energy, radial_range, max_excitation_error
-        As given to :func:`index_factor_signal`.
+        As given to :func:`index_factor_signal` (the templates of the refinement are those of
+        the bank).
     found : IndexArrays
         Its grid matches.
     skip : numpy.ndarray of bool, optional
@@ -476,26 +480,38 @@ def refine_factors(
     for i in range(len(data)):
         if skip is not None and skip[i]:
             continue
-        best = Rotation.from_euler(found.euler[i])
-        spots = generator.calculate_diffraction2d(
-            phases[int(found.best_phase[i])],
-            rotation=best,
-            reciprocal_radius=float(radial_range[1]),
-            with_direct_beam=False,
-            max_excitation_error=float(max_excitation_error),
-        ).coordinates
-        angle, _ = in_plane_correction(
-            cartesian_factor(data[i], offset, scale, radial_range),
-            np.asarray(spots.data, dtype=float)[:, :2],
-            np.asarray(spots.intensity, dtype=float),
-        )
-        # Measured (tests/test_orientation.py): turning diffsims' pattern by +angle in the
-        # detector's (x, y) is the rotation composed on the right with a turn of -angle
-        # about z.
-        refined = best * Rotation.from_axes_angles((0.0, 0.0, 1.0), -angle)
-        euler[i] = refined.to_euler().reshape(3)
-        in_plane[i] = np.degrees(angle)
+
+        def simulate(rotations, phase=phases[int(found.best_phase[i])]):
+            vectors = generator.calculate_diffraction2d(
+                phase,
+                rotation=rotations,
+                reciprocal_radius=float(radial_range[1]),
+                with_direct_beam=False,
+                max_excitation_error=float(max_excitation_error),
+            ).coordinates
+            return [
+                (np.asarray(v.data, dtype=float)[:, :2], np.asarray(v.intensity, dtype=float))
+                for v in np.atleast_1d(vectors)
+            ]
+
+        factor = cartesian_factor(data[i], offset, scale, radial_range)
+        rotation, turn = _turn_about_beam(factor, simulate, Rotation.from_euler(found.euler[i]))
+        rotation = refine_tilt(factor, simulate, rotation).rotation
+        rotation, turn_again = _turn_about_beam(factor, simulate, rotation)
+        euler[i] = rotation.to_euler().reshape(3)
+        in_plane[i] = np.degrees(turn + turn_again)
     return replace(found, euler=euler, in_plane_deg=in_plane)
+
+
+def _turn_about_beam(factor, simulate, rotation):
+    """``rotation`` turned about the beam onto the factor's spots, and the angle (radians)."""
+    from orix.quaternion import Rotation
+
+    ((xy, intensity),) = simulate(rotation)
+    angle, _ = in_plane_correction(factor, xy, intensity)
+    # Measured (tests/test_orientation.py): turning diffsims' pattern by +angle in the
+    # detector's (x, y) is the rotation composed on the right with a turn of -angle about z.
+    return rotation * Rotation.from_axes_angles((0.0, 0.0, 1.0), -angle), angle
 
 
 def background_components(

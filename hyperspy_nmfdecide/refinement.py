@@ -1,18 +1,27 @@
-"""Local refinement of a factor's orientation: the in-plane angle from its spot positions.
+"""Local refinement of a factor's orientation: the angle about the beam, then the tilt.
 
 The polar template matching of :mod:`hyperspy_nmfdecide.orientation` picks the best point of a
 grid: ``resolution`` degrees apart out of plane and the polar factor's azimuthal step (1° at
-360 points) in plane, so its answer can be a degree or more from the crystal's orientation.
-Spot *positions* fix the in-plane angle far more finely than the grid: here each template spot
-of the match is paired with the centroid of the factor around it, and the turn about the beam
-that best carries the template's spots onto those centroids (a weighted 2-D Procrustes fit,
-iterated as the pairs move) is applied to the match.
+360 points) in plane.  Measured on simulated Fe and Au crystals tilted up to 1° off their zone
+axes, its answer is 0.4–1.8° from the truth in tilt and up to 1.5° in plane.  Two steps refine
+it on the factor itself:
 
-Spot *intensities*, which alone tell the tilt off the zone axis, depend on the excitation-error
-model, the thickness and dynamical scattering; a kinematic template does not reproduce them
-closely enough to refine the tilt (measured on simulated Fe and Au crystals: the intensity
-correlation peaks up to 1.2° away from the true orientation), so the tilt stays that of the
-grid (within half a grid step).
+1. **In plane, from spot positions.**  Each template spot of the match is paired with the
+   centroid of the factor around it, and the turn about the beam that best carries the
+   template's spots onto those centroids (a mass-weighted 2-D Procrustes fit, iterated as the
+   pairs move) is applied.
+2. **Tilt, from spot intensities.**  A tilt moves the Laue circle and so which reflections are
+   excited.  The score of a trial orientation is the cosine between its template intensities
+   and the factor's integrated spot intensities (the mass in a window around each template
+   spot, so the score does not hinge on sub-pixel positions); a pattern search over small
+   tilts about axes in the detector plane climbs it, within :data:`MAX_TILT_DEG` of the match.
+   The templates use the bank's excitation error.  (Fitting the excitation error as well, at
+   0.01, 0.02 and 0.04 Å⁻¹, was tried and dropped: on NMF factors, which carry some noise and
+   traces of other crystals, the extra freedom pulled 3 of 12 crystals 3–4° off.)
+
+A zone-axis pattern and the same turned 180° about the beam stay alike (Friedel's law): after
+its own tilt refinement the 180° mate scored the same as the match to 4 digits on every crystal
+tried, so the refinement keeps the match's choice.
 
 Written here because neither pyxem nor diffsims refine a template match (pyxem's
 ``get_orientation`` scores a fixed bank only).
@@ -25,7 +34,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CartesianFactor", "cartesian_factor", "in_plane_correction", "spot_centroids"]
+__all__ = [
+    "MAX_TILT_DEG",
+    "CartesianFactor",
+    "TiltFit",
+    "cartesian_factor",
+    "in_plane_correction",
+    "intensity_score",
+    "refine_tilt",
+    "spot_centroids",
+]
 
 #: Half-width (pixels) of the window in which a template spot's centroid is measured.
 WINDOW_PX = 2
@@ -35,6 +53,10 @@ MIN_TEMPLATE_INTENSITY = 0.02
 MIN_SPOT_MASS = 0.1
 #: Procrustes iterations (the pairs are measured again after each turn).
 ITERATIONS = 4
+#: The tilt search stays within this angle (degrees) of the match.
+MAX_TILT_DEG = 2.0
+#: First and last step (degrees) of the tilt search.
+TILT_STEPS = (0.5, 0.03)
 
 
 @dataclass(frozen=True)
@@ -157,6 +179,87 @@ def in_plane_correction(
         cross = np.sum(m * (p[:, 0] * c[:, 1] - p[:, 1] * c[:, 0]))
         angle += float(np.arctan2(cross, np.sum(m * np.sum(p * c, axis=1))))
     return angle, used
+
+
+def intensity_score(factor: CartesianFactor, xy: np.ndarray, intensity: np.ndarray) -> float:
+    """Cosine between a template's intensities and the factor's mass around each of its spots
+    (spots inside the radial range only; 0 when none is).
+
+    Examples
+    --------
+    >>> f = np.zeros((21, 21)); f[10, 15] = 2.0; f[10, 5] = 1.0
+    >>> c = cartesian_factor(f, (-10.0, -10.0), (1.0, 1.0), (2.0, 9.0))
+    >>> spots = np.array([[5.0, 0.0], [-5.0, 0.0]])
+    >>> round(intensity_score(c, spots, np.array([2.0, 1.0])), 3)
+    1.0
+    >>> round(intensity_score(c, spots, np.array([1.0, 2.0])), 3)
+    0.8
+    """
+    radius = np.hypot(xy[:, 0], xy[:, 1])
+    keep = (radius >= factor.radial_range[0]) & (radius <= factor.radial_range[1])
+    if not keep.any():
+        return 0.0
+    weight = np.asarray(intensity, dtype=float)[keep]
+    _, mass = spot_centroids(factor, np.asarray(xy, dtype=float)[keep])
+    norm = np.linalg.norm(weight) * np.linalg.norm(mass)
+    return float(weight @ mass / norm) if norm > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TiltFit:
+    """The tilt refinement of one orientation.
+
+    Attributes
+    ----------
+    rotation : orix.quaternion.Rotation
+        The refined orientation.
+    score : float
+        Its :func:`intensity_score`.
+    start_score : float
+        The score of the start.
+    """
+
+    rotation: object
+    score: float
+    start_score: float
+
+
+def refine_tilt(factor: CartesianFactor, simulate, start) -> TiltFit:
+    """Climb :func:`intensity_score` over small tilts of ``start`` (a pattern search over tilts
+    about 8 axes in the detector plane; the step halves when none is better).
+
+    Parameters
+    ----------
+    factor : CartesianFactor
+    simulate : callable
+        ``simulate(rotations) -> list of (xy, intensity)``, one spot list per rotation (xy in
+        Å⁻¹).
+    start : orix.quaternion.Rotation
+        (1,) the orientation to refine.
+    """
+    from orix.quaternion import Rotation
+
+    def scores(rotations):
+        return np.array([intensity_score(factor, *spots) for spots in simulate(rotations)])
+
+    axes = np.column_stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)])
+    axes = np.column_stack([axes, np.zeros(8)])
+    center, (best,) = start, scores(start)
+    first, step = best, TILT_STEPS[0]
+    while step >= TILT_STEPS[1]:
+        trial = center * Rotation.from_axes_angles(axes, np.radians(step))
+        within = (~start * trial).angle <= np.radians(MAX_TILT_DEG)
+        if not within.any():
+            step /= 2.0
+            continue
+        trial = trial[within]
+        values = scores(trial)
+        j = int(np.argmax(values))
+        if values[j] > best:
+            center, best = trial[j], float(values[j])
+        else:
+            step /= 2.0
+    return TiltFit(center, float(best), float(first))
 
 
 def _turn(angle: float) -> np.ndarray:

@@ -942,6 +942,54 @@ def phase_section(report: Report, pm) -> None:
     report.summary["phase_maps"] = summary
 
 
+def orientation_section(report: Report, index, pm) -> None:
+    """Add "Orientations": each component's phase and orientation, and the crystal maps.
+
+    A table of components (phase, zone axis, Euler angles, scores, reliabilities), the crystal
+    map beside the IPF-coloured map (``index.plot(pm)``), and the same per-probe crystals as an
+    orix CrystalMap in ``crystals.h5`` next to the report (orix, MTEX and EBSD tools read it).
+
+    Parameters
+    ----------
+    report : Report
+        The report to extend.
+    index : ComponentIndex
+        The result of ``signal.index_components()`` at the phase maps' k.
+    pm : PhaseMaps
+        The phase maps it was read with.
+    """
+    from orix import io
+
+    crystal_map = index.crystal_map(pm)
+    path = report.out_dir / "crystals.h5"
+    io.save(path, crystal_map, overwrite=True)
+    n_crystals = int(np.count_nonzero(~np.asarray(index.is_background)))
+    text = (
+        f"The {index.k} NMF factors matched against template banks of "
+        f"{', '.join(index.phase_names)} (pyxem's polar template matching over each phase's "
+        f"fundamental zone at {index.params['resolution']:g}°, the angle about the beam "
+        f"refined on the spot positions: {'yes' if index.params['refine'] else 'no'}). "
+        f"{n_crystals} component(s) are crystals. A phase reliability near 0 means another "
+        "phase fits as well (e.g. two cubic phases of nearly equal spacing at [001]); a "
+        "zone-axis pattern cannot tell a turn of 180° about the beam. The crystals at every "
+        f"probe (overlaps keep each crystal) are in {path.name} (orix CrystalMap)."
+    )
+    section = report.add_section(
+        "Orientations",
+        text=text,
+        figures=[
+            ("orientations", "Crystals and their IPF colours (beam direction).", index.plot(pm))
+        ],
+        table=[{**row, "name": name} for row, name in zip(index.table, index.component_names)],
+    )
+    report.summary["orientations"] = {
+        "table": index.table,
+        "params": index.params,
+        "crystal_map": path.name,
+        "figure": section.files[0],
+    }
+
+
 def _phase_text(pm, summary: dict) -> tuple[str, str]:
     """How the phases were found, and what the figure shows."""
     background = pm.background_index

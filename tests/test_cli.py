@@ -5,6 +5,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -125,6 +126,48 @@ def test_analyze_no_phases(scan_file, tmp_path):
     assert summary["skipped"] == {"phase_maps": "--no-phases"}
     titles = [s["title"] for s in summary["report"]["sections"]]
     assert "Number of components" in titles and "Phase maps" not in titles
+
+
+def _cif_files(directory: Path, scan_file: Path) -> list[Path]:
+    """CIF files of the scan's crystal phases, written with diffpy from the built-in phases."""
+    import hyperspy.api as hs
+
+    from hyperspy_nmfdecide.data import crystal_phase
+
+    crystals = json.loads(hs.load(scan_file).metadata.Simulation.parameters)["crystals"]
+    names = sorted({c["phase"] for c in crystals})
+    paths = []
+    for name in names:
+        path = directory / f"{name}.cif"
+        crystal_phase(name).structure.write(str(path), "cif")
+        paths.append(path)
+    return paths
+
+
+def test_analyze_phases_adds_orientations(scan_file, tmp_path, check_report_html):
+    from orix import io
+
+    out = tmp_path / "out"
+    cifs = _cif_files(tmp_path, scan_file)
+    argv = ["analyze", str(scan_file), "--k", "3:5", "--out", str(out), "--show-k", "3"]
+    assert main(argv + FAST + ["--phases", *map(str, cifs)]) == 0
+    check_report_html(out, figures=True)
+    summary = json.loads((out / "summary.json").read_text())
+    found = summary["orientations"]
+    assert len(found["table"]) == summary["phase_maps"]["k"]
+    assert {row["phase"] for row in found["table"]} <= {p.stem for p in cifs}
+    assert (out / found["figure"]).is_file() and summary["timings"]["index_components"] > 0
+    xmap = io.load(out / found["crystal_map"])
+    assert xmap.shape == (10, 10)
+    assert "<h2>Orientations</h2>" in (out / "index.html").read_text()
+
+
+def test_analyze_bad_phases_fail_before_the_sweep(scan_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["analyze", str(scan_file), "--out", str(out), "--phases", str(tmp_path / "no.cif")]
+    assert main(argv + FAST) == 2
+    assert "argument --phases: phases[0]: no CIF file at" in capsys.readouterr().err
+    assert not (out / "sweep.npz").exists()
 
 
 def test_analyze_bracket_warning_is_a_note(scan_file, tmp_path, capsys):

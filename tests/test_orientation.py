@@ -1,12 +1,13 @@
 """Phase and orientation of every NMF component (``s.index_components``, issue 14).
 
 One seeded scan of an Fe (bcc) and an Au (fcc) crystal, swept at its true k, indexed once per
-module (eager) and once lazily.  The tolerance on the misorientation is 3°: the template grid
-steps 1° (``resolution=1``) and the simulator tilts each crystal up to 1° off its zone axis;
-the refinement fixes the angle about the beam but not the tilt, which the polar matching picks
-to within ~2° (measured: 2.3° (Fe) and 1.0° (Au) on this scan, of which the tilt 1.8° and
-1.0°).  (Other seeds: see the README; a
-zone-axis pattern cannot tell a turn of 180°, or 60° for cubic [111], about the beam.)
+module (eager) and once lazily.  The tolerance on the misorientation is 2°: the template grid
+steps 1° (``resolution=1``), the simulator tilts each crystal up to 1° off its zone axis, and
+the refinement brings the result to 0.45° (Fe) and 1.56° (Au) of the truth on this scan (the
+grid alone: 2.28° and 1.02°; Au's tilt is pulled by the traces of Fe in its NMF factor).  The
+refinement on its own, on noise-free rendered templates, is tested in ``test_refinement.py``.
+(Other seeds: see the README; a zone-axis pattern cannot tell a turn of 180°, or 60° for cubic
+[111], about the beam.)
 """
 
 import numpy as np
@@ -16,7 +17,7 @@ from orix.quaternion import Orientation, Rotation
 from hyperspy_nmfdecide.data import crystal_phase, simulated_scan
 from hyperspy_nmfdecide.results import METADATA_COMPONENT_INDEX, ComponentIndex
 
-TOLERANCE_DEG = 3.0
+TOLERANCE_DEG = 2.0
 PHASES = ("Fe", "Au")
 
 
