@@ -9,9 +9,9 @@ orientation and reliabilities read from the scores.
 Three facts this module handles (checked with pyxem 0.21, diffsims 0.7, orix 0.15):
 
 - pyxem's polar reprojection (pyFAI) runs its azimuth the other way round from the
-  ``atan2(ky, kx)`` of the signal axes that diffsims' template coordinates use: the polar
-  factors are mirrored in azimuth (:func:`polar_factors`) before matching, else the found
-  orientations are mirror images (30–60° off).
+  ``atan2(ky, kx)`` of the signal axes that diffsims' template coordinates use, and labels its
+  bins by their lower edges while ``get_orientation`` snaps templates to the nearest label:
+  :func:`polar_factors` samples the patterns itself at the axes' values.
 - diffsims refuses an orientation with no reflection inside ``reciprocal_radius``: the default
   excitation error is the simulator's 0.04 Å⁻¹ rather than diffsims' 0.01.
 - A factor holds, besides its spots, a smooth radial part (diffuse halo, rings): the per-radius
@@ -208,60 +208,127 @@ def template_bank(
         polar correlation at the azimuthal step of the polar factors.
     max_excitation_error : float
         Å⁻¹.
+
+    Notes
+    -----
+    diffsims copies the phase (structure included) for every orientation, so a bank of ~1000
+    orientations takes seconds: the banks of the last :data:`_BANK_CACHE_SIZE` settings are
+    kept for this session (keyed by each phase's name, space group, lattice and atoms, and the
+    other arguments), so indexing again, at another k or after new phase maps, reuses them.
     """
+    options = (float(beam_energy), float(reciprocal_radius), float(resolution))
+    options += (float(max_excitation_error),)
+    return [_phase_bank(phase, *options) for phase in phases]
+
+
+#: Template banks kept per session (one per phase and setting).
+_BANK_CACHE_SIZE = 8
+_BANK_CACHE: dict[tuple, object] = {}
+
+
+def _phase_bank(phase, beam_energy, reciprocal_radius, resolution, max_excitation_error):
+    """One phase's bank, from the session's cache when the same setting was simulated."""
     from diffsims.generators.simulation_generator import SimulationGenerator
     from orix.sampling import get_sample_reduced_fundamental
 
-    generator = SimulationGenerator(accelerating_voltage=float(beam_energy))
-    bank = []
-    for phase in phases:
+    lattice = phase.structure.lattice
+    atoms = tuple(
+        (str(atom.element), *np.round(atom.xyz, 6).tolist(), float(atom.occupancy))
+        for atom in phase.structure
+    )
+    key = (phase.name, int(phase.space_group.number), atoms)
+    key += (tuple(np.round(lattice.abcABG(), 6).tolist()), beam_energy, reciprocal_radius)
+    key += (resolution, max_excitation_error)
+    if key not in _BANK_CACHE:
         grid = get_sample_reduced_fundamental(resolution=resolution, point_group=phase.point_group)
-        bank.append(
-            generator.calculate_diffraction2d(
-                phase,
-                rotation=grid,
-                reciprocal_radius=float(reciprocal_radius),
-                with_direct_beam=False,
-                max_excitation_error=float(max_excitation_error),
-            )
+        generator = SimulationGenerator(accelerating_voltage=beam_energy)
+        _BANK_CACHE[key] = generator.calculate_diffraction2d(
+            phase,
+            rotation=grid,
+            reciprocal_radius=reciprocal_radius,
+            with_direct_beam=False,
+            max_excitation_error=max_excitation_error,
         )
         _logger.debug("template bank of %s: %d orientations", phase.name, grid.size)
-    return bank
+        while len(_BANK_CACHE) > _BANK_CACHE_SIZE:
+            del _BANK_CACHE[next(iter(_BANK_CACHE))]
+    return _BANK_CACHE[key]
 
 
 def polar_factors(factors, radial_range: tuple[float, float], npt: int, npt_azim: int = 360):
     """The factors as unit-norm polar patterns, ready for ``get_orientation``.
 
+    Each pattern is sampled (bilinear) at exactly the radii and azimuths of the polar axes,
+    ``atan2(ky, kx)`` of the signal axes, from -π.  Written here rather than calling pyxem's
+    ``get_azimuthal_integral2d``: pyFAI labels each bin by its lower edge while
+    ``get_orientation`` places the templates at the nearest label, which turned every match by
+    half an azimuthal step (+0.5° measured with single spots) and half a radial step; pyFAI
+    also runs its azimuth the other way round (mirror-image orientations), and setting up its
+    integrator costs about a second a call, most of the time of indexing k factors.
+
     Parameters
     ----------
     factors : pyxem.signals.Diffraction2D
-        (k | ky, kx) calibrated in Å⁻¹ with 0 on the direct beam.
+        (n | ky, kx) calibrated in Å⁻¹ with 0 on the direct beam (any navigation shape: the
+        patterns are taken in order).
     radial_range : (float, float)
-        Å⁻¹.
+        Å⁻¹, the first and last radius sampled.
     npt, npt_azim : int
         Radial and azimuthal points.
 
     Returns
     -------
     pyxem.signals.PolarDiffraction2D
-        (k | radius, azimuth): mirrored in azimuth to the axes' ``atan2(ky, kx)``, the
-        per-radius median removed (clipped at 0), each pattern of unit norm.
+        (n | radius, azimuth), the per-radius median removed (clipped at 0), each pattern of
+        unit norm.
+
+    Examples
+    --------
+    >>> from pyxem.signals import ElectronDiffraction2D
+    >>> image = np.zeros((1, 33, 33)); image[0, 16, 24] = 1.0  # kx = 8, ky = 0
+    >>> pattern = ElectronDiffraction2D(image)
+    >>> for axis in pattern.axes_manager.signal_axes:
+    ...     axis.offset = -16.0
+    >>> polar = polar_factors(pattern, (2.0, 14.0), npt=13, npt_azim=8)
+    >>> radius, azimuth = np.unravel_index(np.argmax(polar.data[0]), polar.data[0].shape)
+    >>> float(polar.axes_manager.signal_axes[1].axis[radius]), float(
+    ...     polar.axes_manager.signal_axes[0].axis[azimuth])
+    (8.0, 0.0)
     """
-    with _quiet_pyxem():
-        polar = factors.get_azimuthal_integral2d(
-            npt=int(npt),
-            npt_azim=int(npt_azim),
-            radial_range=tuple(radial_range),
-            show_progressbar=False,
-        )
-    data = np.asarray(polar.data, dtype=float)
-    # azimuth a_j = -pi + j*da holds the pattern at -a_j: index j <- (-j) mod n.
-    data = np.roll(data[..., ::-1], 1, axis=-1)
+    from pyxem.signals import PolarDiffraction2D
+    from scipy.ndimage import map_coordinates
+
+    x_axis, y_axis = factors.axes_manager.signal_axes
+    images = np.asarray(factors.data, dtype=float).reshape(-1, y_axis.size, x_axis.size)
+    radii = np.linspace(radial_range[0], radial_range[1], int(npt))
+    azimuths = -np.pi + np.arange(int(npt_azim)) * (2 * np.pi / int(npt_azim))
+    rows = (radii[:, None] * np.sin(azimuths) - y_axis.offset) / y_axis.scale
+    cols = (radii[:, None] * np.cos(azimuths) - x_axis.offset) / x_axis.scale
+    data = np.stack([map_coordinates(image, [rows, cols], order=1) for image in images])
     data = np.clip(data - np.median(data, axis=-1, keepdims=True), 0.0, None)
     norm = np.linalg.norm(data.reshape(len(data), -1), axis=1)
     data /= np.where(norm > 0, norm, 1.0)[:, None, None]
-    polar.data = data
-    return polar
+    step = radii[1] - radii[0] if len(radii) > 1 else 1.0
+    axes = [
+        {"name": "pattern", "size": len(data), "navigate": True},
+        {
+            "name": "radius",
+            "size": len(radii),
+            "offset": radii[0],
+            "scale": step,
+            "units": "Å^-1",
+            "navigate": False,
+        },
+        {
+            "name": "azimuth",
+            "size": len(azimuths),
+            "offset": -np.pi,
+            "scale": 2 * np.pi / int(npt_azim),
+            "units": "rad",
+            "navigate": False,
+        },
+    ]
+    return PolarDiffraction2D(data, axes=axes)
 
 
 def match_polar(polar, simulation, n_best: int) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,8 @@ _FORMAT = "hyperspy_nmfdecide.component_index/2"
 #: Format 1 (before refinement) had no grid_euler nor in_plane_deg.
 _FORMAT_1 = "hyperspy_nmfdecide.component_index/1"
 _ARRAYS = tuple(f.name for f in fields(IndexArrays)) + ("is_background",)
+#: Colour of each candidate phase in orix maps (distinct, in the order given).
+_PHASE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
 
 @dataclass(repr=False)
@@ -202,6 +204,7 @@ class ComponentIndex(IndexArrays, StoredResult):
             name=self.phase_names[i],
             space_group=int(self.space_groups[i]),
             structure=Structure(lattice=lattice) if lattice is not None else None,
+            color=_PHASE_COLOURS[i % len(_PHASE_COLOURS)],
         )
 
     @property
