@@ -872,6 +872,13 @@ def doses(results: list[dict]) -> list[float]:
 
 
 def print_summary(results: list[dict], summary: dict, timing: dict | None) -> None:
+    if results:
+        print_suite_summary(results, summary)
+    if timing:
+        print_timing(timing)
+
+
+def print_suite_summary(results: list[dict], summary: dict) -> None:
     print("\n" + "=" * 100)
     print(
         f"{'scan':52s} {'k/true':>6s} {'phase':>6s} {'mis° per crystal':>22s} "
@@ -941,37 +948,37 @@ def print_summary(results: list[dict], summary: dict, timing: dict | None) -> No
             f"(mod F {_pct(ss['raw_single_orient_mod_friedel'])}, "
             f"phase {_pct(ss['raw_single_phase'])})"
         )
-    if timing:
-        t = timing
-        print(
-            f"\nTime on {t['nav'][0]} × {t['nav'][1]} probes (k = {t['k']}, templates "
-            f"{t['n_templates']}, {t['cpu_count']} cores, load {t['uptime_before']} → "
-            f"{t['uptime_after']}):"
-        )
-        print(
-            f"  template banks (built once, not in the two times below) {t['bank_build_s']:8.2f} s"
-        )
-        print(
-            f"  k factors: polar {t['factors_polar_s']:.2f} s + match "
-            f"{t['factors_s'] - t['factors_polar_s']:.2f} s (fastest of 3) = "
-            f"{t['factors_s']:8.2f} s"
-        )
-        print(
-            f"  {t['n_patterns']} raw patterns: polar {t['raw_polar_s']:.1f} s + match "
-            f"{t['raw_match_s']:.1f} s = {t['raw_s']:8.2f} s"
-        )
-        print(
-            f"  ratio raw / factors {t['ratio']:8.0f} ×   target ≥ 50 ×  "
-            f"{_pf(t['ratio'] >= TARGET_SPEEDUP)}"
-        )
-        print(
-            f"  with the bank in both: {t['ratio_with_bank']:.1f} ×; raw / (sweep + decide_k "
-            f"+ factors): {t['ratio_with_sweep']:.2f} ×"
-        )
-        print(
-            f"  nmf_sweep {t['sweep_s']:.1f} s, decide_k {t['decide_k_s']:.1f} s, "
-            f"index_components end to end (bank included) {t['index_components_s']:.1f} s"
-        )
+
+
+def print_timing(t: dict) -> None:
+    """The time comparison of :func:`run_timing`."""
+    print(
+        f"\nTime on {t['nav'][0]} × {t['nav'][1]} probes (k = {t['k']}, templates "
+        f"{t['n_templates']}, {t['cpu_count']} cores, load {t['uptime_before']} → "
+        f"{t['uptime_after']}):"
+    )
+    print(f"  template banks (built once, not in the two times below) {t['bank_build_s']:8.2f} s")
+    print(
+        f"  k factors: polar {t['factors_polar_s']:.2f} s + match "
+        f"{t['factors_s'] - t['factors_polar_s']:.2f} s (fastest of 3) = "
+        f"{t['factors_s']:8.2f} s"
+    )
+    print(
+        f"  {t['n_patterns']} raw patterns: polar {t['raw_polar_s']:.1f} s + match "
+        f"{t['raw_match_s']:.1f} s = {t['raw_s']:8.2f} s"
+    )
+    print(
+        f"  ratio raw / factors {t['ratio']:8.0f} ×   target ≥ 50 ×  "
+        f"{_pf(t['ratio'] >= TARGET_SPEEDUP)}"
+    )
+    print(
+        f"  with the bank in both: {t['ratio_with_bank']:.1f} ×; raw / (sweep + decide_k "
+        f"+ factors): {t['ratio_with_sweep']:.2f} ×"
+    )
+    print(
+        f"  nmf_sweep {t['sweep_s']:.1f} s, decide_k {t['decide_k_s']:.1f} s, "
+        f"index_components end to end (bank included) {t['index_components_s']:.1f} s"
+    )
 
 
 def main(argv=None) -> int:
