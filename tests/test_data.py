@@ -673,3 +673,33 @@ def test_the_simulator_package_keeps_its_import_paths_and_declares_its_modules()
     for info in pkgutil.iter_modules(data.__path__):
         module = importlib.import_module(f"{data.__name__}.{info.name}")
         assert all(hasattr(module, name) for name in module.__all__), info.name
+
+
+def test_true_orientations_give_the_crystal_patterns():
+    """Diffsims at the accessor's orientation puts the spots where the source has them."""
+    from diffsims.generators.simulation_generator import SimulationGenerator
+
+    from hyperspy_nmfdecide.data import crystal_phase
+
+    scan = simulated_scan(
+        nav_shape=(4, 4), pattern_size=64, n_crystals=2, crystals=["Fe", "Au"], random_state=0
+    )
+    truth = scan.true_orientations()
+    assert [o.symmetry.name for o in truth] == ["m-3m", "m-3m"]
+    generator = SimulationGenerator(accelerating_voltage=200.0)
+    scale = scan.params["reciprocal_scale"]
+    for j, (crystal, orientation) in enumerate(zip(scan.params["crystals"], truth), start=1):
+        sim = generator.calculate_diffraction2d(
+            crystal_phase(crystal["phase"]),
+            rotation=orientation,
+            reciprocal_radius=0.9,
+            with_direct_beam=False,
+            max_excitation_error=0.04,
+        )
+        xy = np.asarray(sim.coordinates.data)[:, :2] / scale
+        spots = scan.spots[j][:, :2] - (32 + np.asarray(scan.params["beam_offset"]))
+        inside = np.linalg.norm(spots, axis=1) * scale < 0.85  # the simulated radius, less a margin
+        assert inside.sum() >= 3
+        # every true spot inside that radius has a simulated reflection on it (within 0.1 px)
+        distance = np.linalg.norm(spots[inside, None] - xy[None], axis=-1).min(axis=1)
+        assert np.all(distance < 0.1)

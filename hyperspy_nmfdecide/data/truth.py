@@ -103,6 +103,33 @@ class SimulatedScan:
             table[label] = len(members) >= 2
         return table[self.labels]
 
+    def true_orientations(self) -> list:
+        """The crystals' true orientations, one ``orix.quaternion.Orientation`` (shape (1,)) each.
+
+        Crystal j (``sources[background + j]``) in the order of ``params["crystals"]``, with the
+        point group of its phase and in the convention of ``ComponentIndex.orientations``
+        (diffsims' ``rotation=``: ``Rotation.from_matrix(rotation_matrix.T)``), so that
+        ``found.angle_with(truth)`` is the misorientation under the crystal's symmetry.
+
+        Examples
+        --------
+        >>> from hyperspy_nmfdecide.data import simulated_scan
+        >>> scan = simulated_scan(nav_shape=(4, 4), pattern_size=32, n_crystals=2,
+        ...                       crystals=["Fe", "Mg"], random_state=0)
+        >>> [(o.shape, o.symmetry.name) for o in scan.true_orientations()]
+        [((1,), 'm-3m'), ((1,), '6/mmm')]
+        """
+        from orix.quaternion import Orientation, Rotation
+
+        from .crystals import _phase
+
+        out = []
+        for crystal in self.params["crystals"]:
+            rotation = Rotation.from_matrix(np.asarray(crystal["rotation_matrix"]).T)
+            symmetry = _phase(crystal["phase"]).point_group
+            out.append(Orientation(rotation.data, symmetry=symmetry))
+        return out
+
     def noise_free(self, detector: bool = False) -> np.ndarray:
         """(ny, nx, H, W) float64 expected counts the data were drawn around.
 
