@@ -216,6 +216,13 @@ def test_ipf_map_and_figures(mapped):
     assert np.all(rgb[stack[0] < 0] == 0) and np.any(rgb[stack[0] >= 0] > 0)
     names = idx.component_names
     assert all(n.startswith(f"C{i} ") for i, n in enumerate(names))
+    # A phase the other phase's bank fits almost as well is named with it ("Fe|Au").
+    from hyperspy_nmfdecide.orientation import AMBIGUOUS_PHASE
+
+    for i, name in enumerate(names):
+        ambiguous = idx.phase_reliability[i] < AMBIGUOUS_PHASE and not idx.is_background[i]
+        assert ("|" in name) == ambiguous, (name, idx.phase_reliability[i])
+        assert (idx.table[i]["ambiguous_with"] is not None) == ambiguous
     fig = idx.plot(pm)
     texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(f"{p} [" in t for t in texts for p in PHASES)

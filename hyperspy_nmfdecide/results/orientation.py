@@ -229,22 +229,38 @@ class ComponentIndex(IndexArrays, StoredResult):
         ]
 
     @property
+    def runner_up_phases(self) -> list[str | None]:
+        """Per component the best-scoring other phase when the phase is ambiguous (phase
+        reliability below :data:`~hyperspy_nmfdecide.orientation.AMBIGUOUS_PHASE`), else None
+        (and None for the background).
+        """
+        out: list[str | None] = []
+        for i in range(self.k):
+            others = [int(p) for p in self.candidate_phase[i] if int(p) != int(self.best_phase[i])]
+            ambiguous = self.phase_reliability[i] < om.AMBIGUOUS_PHASE and others
+            ambiguous = ambiguous and not self.is_background[i]
+            out.append(self.phase_names[others[0]] if ambiguous else None)
+        return out
+
+    @property
     def component_names(self) -> list[str]:
-        """Per component a short name for legends: ``"C1 Fe [011]"``, ``"C0 background"``."""
+        """Per component a short name for legends: ``"C1 Fe [011]"``, ``"C0 background"``;
+        an ambiguous phase with its runner-up: ``"C2 Si|Au [001]"``."""
         names = []
-        for i, zone in enumerate(self.zone_axes):
+        for i, (zone, other) in enumerate(zip(self.zone_axes, self.runner_up_phases)):
             if zone is None:
                 names.append(f"C{i} background")
-            else:
-                uvw = "".join(str(u) if u >= 0 else f"-{-u}" for u in zone[0])
-                names.append(f"C{i} {self.phase_names[int(self.best_phase[i])]} [{uvw}]")
+                continue
+            uvw = "".join(str(u) if u >= 0 else f"-{-u}" for u in zone[0])
+            phase = self.phase_names[int(self.best_phase[i])] + (f"|{other}" if other else "")
+            names.append(f"C{i} {phase} [{uvw}]")
         return names
 
     @property
     def table(self) -> list[dict]:
         """One row per component: phase, zone axis, Euler angles (degrees), scores,
         reliabilities."""
-        zones = self.zone_axes
+        zones, runner_up = self.zone_axes, self.runner_up_phases
         return [
             {
                 "component": i,
@@ -255,6 +271,7 @@ class ComponentIndex(IndexArrays, StoredResult):
                 "score": float(self.score[i]),
                 "in_plane_deg": float(self.in_plane_deg[i]),
                 "phase_reliability": float(self.phase_reliability[i]),
+                "ambiguous_with": runner_up[i],
                 "orientation_reliability": float(self.orientation_reliability[i]),
                 "background": bool(self.is_background[i]),
             }
