@@ -16,7 +16,7 @@ pass the detection threshold, and the spot matrix says less about a realistic sp
 Timings on a shared machine are noisy: only ratios measured in the same process are meant to
 be read, and the load (``os.getloadavg``) is printed before and after every sweep.
 
-Run:  python benchmarks/sparse.py [--quick] [--restarts N] [--dense-before]
+Run:  python benchmarks/sparse.py [--quick] [--restarts N] [--dense-before] [--threads N]
 
 (it imports the package of the checkout it is in, which it prints).
 
@@ -50,6 +50,13 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument("--k-max", type=int, default=15, help="largest k (15, the default)")
     parser.add_argument("--dense-before", action="store_true", help="time the old dense path")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="numba and BLAS threads of every sweep (default: as configured): 1 gives the ratio "
+        "of the work, which a machine loaded by other jobs does not distort",
+    )
     return parser.parse_args()
 
 
@@ -94,11 +101,25 @@ def main() -> None:
     from hyperspy_nmfdecide.data import simulated_scan
     from hyperspy_nmfdecide.epattern import to_sparse
 
+    if args.threads:  # after the imports: scipy loads a BLAS of its own
+        from threadpoolctl import threadpool_limits
+
+        numba.set_num_threads(args.threads)
+        threadpool_limits(args.threads, user_api="blas")
+
     nav, size, k_max, restarts = ((24, 24), 64, 6, 4) if args.quick else ((48, 48), 128, 0, 0)
     k_max = k_max or args.k_max
     restarts = restarts or args.restarts
     print(f"package: {hyperspy_nmfdecide.__file__}")
-    print(f"numba {numba.__version__}, {numba.get_num_threads()} threads; {os.cpu_count()} CPUs")
+    from threadpoolctl import threadpool_info
+
+    blas = [
+        f"{i['internal_api']} {i['num_threads']}"
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    ]
+    print(f"numba {numba.__version__}, {numba.get_num_threads()} threads; BLAS threads: {blas}")
+    print(f"{os.cpu_count()} CPUs; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     scan = simulated_scan(
         nav_shape=nav, pattern_size=size, n_crystals=4, dose=2000.0, random_state=0
     )
