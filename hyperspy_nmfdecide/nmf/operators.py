@@ -18,6 +18,7 @@ import numpy as np
 
 from .._utils import is_dask
 from .chunks import DTYPE, InProcessChunks, MatrixStats, projection_vectors
+from .sparse import csr_times_dense
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -443,9 +444,12 @@ def _kept_entries(
 class SparseOperator(InProcessChunks):
     """A sparse data matrix (scipy CSR), e.g. patterns redrawn from registered spots (ePattern).
 
-    Products cost ``O(nnz · T)`` instead of ``O(n p T)``: the sweep's cost follows the number
-    of spots, not of pixels.  Masks, value checks, dark-pixel removal and statistics mean the
-    same as for :class:`DenseOperator`.
+    Products cost ``O(nnz · T)`` instead of ``O(n p T)``, on every core (:mod:`.sparse`): the
+    sweep's cost follows the number of spots, not of pixels.  Masks, value checks, dark-pixel
+    removal and statistics mean the same as for :class:`DenseOperator`; with ``drop_dark``
+    (the default) the pixels no stored entry touches are left out of X, so the factor updates
+    run over the spots' pixels only (their factor entries, exactly zero at any optimum, are
+    restored as zeros by the caller), while the MSE stays the mean over every unmasked pixel.
 
     Examples
     --------
@@ -511,23 +515,27 @@ class SparseOperator(InProcessChunks):
                 matrix = matrix[:, bright]
         if matrix.shape[1] == 0:
             raise ValueError("Every pixel is masked or dark: there is nothing to factorise.")
-        self._matrix = matrix.tocsr()
+        matrix = matrix.tocsr()
         n, p = matrix.shape
         self.chunk_rows = chunk_rows or max(1, DEFAULT_CHUNK_BYTES // (8 * max(p, 1)))
         self.row_slices = _row_slices(n, self.chunk_rows)
-        squared_norm = float(np.sum(self._matrix.data.astype(np.float64) ** 2))
+        squared_norm = float(np.sum(matrix.data.astype(np.float64) ** 2))
         extra = _window_exponent(squared_norm, n, p) if self.normalise else 0
         if extra:
-            self._matrix.data *= DTYPE(2.0**-extra)
+            matrix.data *= DTYPE(2.0**-extra)
         self.scale = 2.0 ** (exponent + extra)
+        # Cut once (slicing a CSR matrix copies it, which cost every pass as much again), each
+        # with the CSR form of its transpose for the threaded ``Wᵀ X`` (:mod:`.sparse`).
+        self._chunks = [matrix[rows] for rows in self.row_slices]
+        self._transposed = {id(chunk): chunk.tocsc().T for chunk in self._chunks}
         u, v = projection_vectors(*self.full_shape)
-        xv = self._matrix @ v[self.col_keep]
+        xv = matrix @ v[self.col_keep]
         self.stats = MatrixStats(
             squared_norm * 4.0**-extra,
             n,
             p,
             n_loss_cols,
-            float(self._matrix.data.sum(dtype=np.float64)),
+            float(matrix.data.sum(dtype=np.float64)),
             tuple(float(value) for value in (u[self.row_keep].T @ xv).ravel()),
         )
 
@@ -536,14 +544,15 @@ class SparseOperator(InProcessChunks):
         return self.stats.n_rows, self.stats.n_cols
 
     def chunks(self) -> Iterator[tuple[slice, Any]]:
-        for rows in self.row_slices:
-            yield rows, self._matrix[rows]
+        yield from zip(self.row_slices, self._chunks)
 
     def h_times_xt(self, chunk: Any, h_stack: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray((chunk @ h_stack.T).T)
+        return np.ascontiguousarray(csr_times_dense(chunk, h_stack.T).T)
 
     def wt_times_x(self, chunk: Any, wt_chunk: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray((chunk.T @ wt_chunk.T).T)
+        transposed = self._transposed.get(id(chunk))
+        transposed = chunk.tocsc().T if transposed is None else transposed
+        return np.ascontiguousarray(csr_times_dense(transposed, wt_chunk.T).T)
 
     def finish_wtx(self, wtx: np.ndarray) -> np.ndarray:
         return wtx
