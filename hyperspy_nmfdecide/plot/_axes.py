@@ -17,6 +17,7 @@ from __future__ import annotations
 from ..axes import axis_label, axis_values, field, pixel_to_value, plain_units, text
 
 __all__ = [
+    "OVERLAP_HATCH",
     "axis_label",
     "axis_values",
     "get_axes",
@@ -27,6 +28,10 @@ __all__ = [
     "plain_units",
     "show_image",
 ]
+
+#: Hatching of the probes where components or crystals overlap: their blended colours are
+#: close to their members'.
+OVERLAP_HATCH = "////"
 
 
 def image_extent(x_axis, y_axis) -> list[float]:

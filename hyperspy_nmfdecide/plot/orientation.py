@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import crystal_maps
-from ._axes import get_figure, show_image
-from .phasemaps import _HATCH
+from ._axes import OVERLAP_HATCH, get_figure, show_image
 
 __all__ = ["plot_orientation_maps"]
 
@@ -60,7 +59,7 @@ def plot_orientation_maps(index, phase_maps, fig=None, *, direction=(0.0, 0.0, 1
             several.astype(float),
             levels=[0.5, 1.5],
             colors="none",
-            hatches=[_HATCH],
+            hatches=[OVERLAP_HATCH],
             origin="upper",
             extent=image.get_extent(),
         )
@@ -68,7 +67,7 @@ def plot_orientation_maps(index, phase_maps, fig=None, *, direction=(0.0, 0.0, 1
     shown = sorted({int(c) for c in np.unique(first) if c >= 0})
     handles = [Patch(facecolor=colours[c + 1], label=names[c]) for c in shown]
     if several.any():
-        handles.append(Patch(facecolor="white", hatch=_HATCH, label="more than one crystal"))
+        handles.append(Patch(facecolor="white", hatch=OVERLAP_HATCH, label="more than one crystal"))
     handles.append(Patch(facecolor="black", label="no crystal"))
     ax_map.legend(handles=handles, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
     ax_map.set_title(f"Strongest crystal per probe (k={index.k})")

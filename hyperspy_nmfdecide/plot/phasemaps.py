@@ -22,12 +22,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ._axes import get_figure, show_image
+from ._axes import OVERLAP_HATCH, get_figure, show_image
 
 __all__ = ["label_colours", "plot_phase_maps"]
-
-# Hatching of the overlap phases: their blended colours are close to their members'.
-_HATCH = "////"
 
 
 class _PhaseMaps(Protocol):
@@ -133,14 +130,14 @@ def _draw_labels(ax, pm: _PhaseMaps, x_axis: dict, y_axis: dict, names: list[str
             pm.overlap_array.astype(float),
             levels=[0.5, 1.5],
             colors="none",
-            hatches=[_HATCH],
+            hatches=[OVERLAP_HATCH],
             origin="upper",
             extent=extent,
         )
     handles = [
         Patch(
             facecolor=colours[label],
-            hatch=_HATCH if len(members) > 1 else None,
+            hatch=OVERLAP_HATCH if len(members) > 1 else None,
             label=f"{label}: {' + '.join(names[j] for j in members)}"
             + (" (overlap)" if len(members) > 1 else ""),
         )
