@@ -19,7 +19,7 @@ scikit-learn alike), which keeps the run within minutes on 2 cores.
 pixels, 4 GiB of float32): it is written chunk by chunk to a zarr store in a temporary
 directory by ``out_of_core.py``'s generator (chunks of whole scan rows within ``--chunk-mib``),
 opened with ``dask.array.from_zarr`` and swept in ``mode="fast"`` under dask's threaded
-scheduler; the script prints the time, passes over the data and the peak RSS of this process
+scheduler; the script prints the time, the passes it reports and the peak RSS of this process
 during the sweep (sampled every 0.2 s, and ``ru_maxrss`` when the sweep raised it).
 
 Run:  python benchmarks/speed.py [--quick] [--sklearn-restarts N]
@@ -108,6 +108,26 @@ def run_sklearn(x: np.ndarray, k_values, restarts: int, max_iter: int, tol: floa
     return times, best, peak
 
 
+class Progress:
+    """``on_pass`` callback: prints passes, time and the peak RSS so far every ``every`` passes.
+
+    A run stopped before its end still leaves its figures up to there.
+    """
+
+    def __init__(self, monitor, every: int = 20) -> None:
+        self.monitor, self.every, self.count = monitor, every, 0
+        self.start = time.perf_counter()
+
+    def __call__(self) -> None:
+        self.count += 1
+        if self.count % self.every == 0:
+            print(
+                f"  {self.count} passes, {time.perf_counter() - self.start:.0f} s, peak RSS so "
+                f"far {self.monitor.peak / 2**30:.2f} GiB",
+                flush=True,
+            )
+
+
 def lazy_sweep(args) -> dict:
     """Write a lazy simulated scan to a temporary zarr store, sweep it in fast mode, measure."""
     import dask
@@ -138,8 +158,8 @@ def lazy_sweep(args) -> dict:
         )
         scan = da.from_zarr(str(path))
         matrix = scan.reshape(args.nav**2, args.pattern**2)
-        passes = []
         with dask.config.set(scheduler="threads", num_workers=WORKERS), Monitor() as rss:
+            passes = Progress(rss)
             maxrss_before = ru_maxrss()
             start = time.perf_counter()
             result = run_sweep(
@@ -150,14 +170,14 @@ def lazy_sweep(args) -> dict:
                 max_iter=args.max_iter,
                 tol=args.tol,
                 random_state=0,
-                on_pass=lambda: passes.append(1),
+                on_pass=passes,
             )
             seconds = time.perf_counter() - start
     maxrss_after = ru_maxrss()
     peak = max(rss.peak, maxrss_after) if maxrss_after > maxrss_before else rss.peak
     print(
         f"fast sweep, k = {k_values} x {args.restarts} restarts: {seconds:.1f} s "
-        f"({seconds / 60:.1f} min), {len(passes)} passes reported; peak RSS during the sweep "
+        f"({seconds / 60:.1f} min), {passes.count} passes reported; peak RSS during the sweep "
         f"{peak / 2**30:.2f} GiB (before it {rss.before / 2**30:.2f} GiB); {rss.cpu_text()}"
     )
     print("  k   best MSE      PCA MSE (bound)")
@@ -169,7 +189,7 @@ def lazy_sweep(args) -> dict:
         "chunk_bytes": chunk_rows * row_bytes,
         "write_seconds": written["write_seconds"],
         "fast_seconds": seconds,
-        "passes_reported": len(passes),
+        "passes_reported": passes.count,
         "peak_rss_bytes": peak,
         "rss_before_bytes": rss.before,
         "cpus_other": rss.other_cpus,
