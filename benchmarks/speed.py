@@ -262,18 +262,21 @@ def main() -> None:
         x, k_values, args.restarts, "exact", args.max_iter, args.tol
     )
     achieved = sweep_flops(exact, n, p) / t_exact / 1e9
+    # Each figure as soon as it is known: a long run stopped early still leaves them.
+    print(
+        f"\nexact sweep: {t_exact:.1f} s, {achieved:.0f} GFLOP/s achieved "
+        f"= {100 * achieved / rate:.0f} % of the measured GEMM rate; best MSE "
+        f"{exact.best_loss.tolist()}",
+        flush=True,
+    )
     fast, t_fast, peak_fast = run_ours(x, k_values, args.restarts, "fast", args.max_iter, args.tol)
+    print(f"fast sweep:  {t_fast:.1f} s; best MSE {fast.best_loss.tolist()}", flush=True)
     sk_times, sk_best, sk_peak = run_sklearn(
         x, k_values, args.sklearn_restarts, args.max_iter, args.tol
     )
     t_sklearn = args.restarts * sum(sk_times.values())
     extrapolated = args.sklearn_restarts != args.restarts
 
-    print(
-        f"\nexact sweep: {t_exact:.1f} s, {achieved:.0f} GFLOP/s achieved "
-        f"= {100 * achieved / rate:.0f} % of the measured GEMM rate"
-    )
-    print(f"fast sweep:  {t_fast:.1f} s")
     print(
         f"scikit-learn loop ({len(k_values) * args.restarts} fits): {t_sklearn:.1f} s"
         + (f" (extrapolated from {args.sklearn_restarts} fits per k)" if extrapolated else "")
