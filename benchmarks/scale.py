@@ -16,7 +16,10 @@ tol 1e-4) this script measures:
    restarted before every distributed sweep and import the package; their peak then, idle,
    is printed too), next to X's float32 size;
 4. time per pass per million entries of X, eager and distributed, for each size: constant
-   when time per pass grows linearly with the scan;
+   when time per pass grows linearly with the scan; and the least-squares line of s/pass
+   against millions of entries, whose intercept is the fixed cost of a pass (what a pass costs
+   whatever the scan: on the cluster, the task hops) and whose slope is the cost per million
+   entries;
 5. interrupt and resume on the largest scan (``--resume-nav``): a checkpointed distributed
    sweep is interrupted (KeyboardInterrupt from ``on_pass``) twice, then run to the end, and
    compared with an uninterrupted checkpointed sweep of the same arguments, array by array.
@@ -25,6 +28,7 @@ Timings on a shared machine are noisy; tracemalloc slows Python-heavy code (the 
 communication) more than BLAS, so ``--no-tracemalloc`` times both sweeps untraced.
 
 Run:  python benchmarks/scale.py [--quick] [--sizes 32 64 96 128] [--json PATH]
+      (the fixed cost and slope of an earlier run: python benchmarks/scale.py --fit PATH.json)
 """
 
 from __future__ import annotations
@@ -321,6 +325,33 @@ def print_table(rows: list[dict]) -> None:
     )
 
 
+def pass_cost_fit(rows: list[dict], which: str) -> tuple[float, float]:
+    """Fixed seconds per pass and seconds per million entries: the line through s/pass by size.
+
+    Examples
+    --------
+    >>> rows = [{"n_probe": n, "n_pixel": 1000, "eager_s_per_pass": 0.1 + 2e-6 * n} for n in (1, 2)]
+    >>> [round(v, 6) for v in pass_cost_fit(rows, "eager")]
+    [0.1, 0.002]
+    """
+    entries = [row["n_probe"] * row["n_pixel"] / 1e6 for row in rows]
+    slope, intercept = np.polyfit(entries, [row[f"{which}_s_per_pass"] for row in rows], 1)
+    return float(intercept), float(slope)
+
+
+def print_fit(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Print and return the fixed cost and slope of a pass, eager and distributed."""
+    print("\n  s/pass = fixed + slope x entries (least squares over the sizes):")
+    fits = {}
+    for which in ("eager", "distributed"):
+        fixed, slope = pass_cost_fit(rows, which)
+        fits[which] = {"fixed_seconds": fixed, "seconds_per_million_entries": slope}
+        print(
+            f"  {which:>11}: fixed {fixed:.4f} s per pass, slope {1e3 * slope:.3f} ms per M entries"
+        )
+    return fits
+
+
 def interrupted_call(lazy, sweep: dict, directory: str, stop_after: int | None) -> dict:
     """One checkpointed call, interrupted at pass ``stop_after`` of the call (None: never)."""
     from hyperspy_nmfdecide.nmf import run_sweep
@@ -464,11 +495,18 @@ def main() -> None:
         help="tiny scans, for a smoke test (nav 16..40 x 32 px, k 2..3, 2 restarts, 10 passes)",
     )
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--fit", metavar="JSON", help="only print the fixed cost and slope of an earlier --json"
+    )
     if parser.parse_known_args()[0].quick:  # new defaults; options given explicitly still win
         parser.set_defaults(
             sizes=[16, 24, 32, 40], pattern=32, k_max=3, restarts=2, max_iter=10, chunks_per_scan=4
         )
     args = parser.parse_args()
+    if args.fit:
+        with open(args.fit) as handle:
+            print_fit(json.load(handle)["sizes"])
+        return
     if args.chunks_per_scan < 4:
         parser.error("--chunks-per-scan must be at least 4")
     args.sizes = sorted(args.sizes)
@@ -512,6 +550,7 @@ def main() -> None:
                 resume_x, resume_plain = x, figures["distributed_result"]
             rows.append(figures)
         print_table(rows)
+        fits = print_fit(rows) if len(rows) > 1 else None
         resume = None
         if not args.no_resume:
             if resume_x is None:
@@ -535,6 +574,7 @@ def main() -> None:
                     "blas_client": client_blas,
                     "blas_workers": workers_blas,
                     "sizes": rows,
+                    "pass_cost_fit": fits,
                     "resume": resume,
                 },
                 handle,

@@ -106,3 +106,25 @@ def test_a_lost_cluster_is_a_clear_error_and_the_checkpoint_resumes_exactly(matr
         uninterrupted = run_sweep(lazy, **SWEEP)
     np.testing.assert_array_equal(resumed.loss, uninterrupted.loss)
     np.testing.assert_array_equal(resumed.loadings[3], uninterrupted.loadings[3])
+
+
+def test_a_pass_is_one_task_per_chunk_and_one_sum_per_worker(matrix, client):
+    operator = ClusterOperator(da.from_array(matrix, chunks=(50, -1)), client)
+    rng = np.random.default_rng(2)
+    stack = _Stack([Run(rng.random((400, 2)), rng.random((2, 60))) for _ in range(2)], operator)
+    with distributed.get_task_stream(client) as tasks:
+        _pass(operator, stack, "hals", update_loadings=True)
+    names = sorted(distributed.utils.key_split(task["key"]) for task in tasks.data)
+    # No task only picks a block or a partial out of a chunk's result.
+    assert names == ["run_chunk"] * 8 + ["worker_sum"] * len(client.nthreads())
+
+
+def test_consecutive_chunks_share_a_worker_whatever_the_scheduler_would_choose(matrix, client):
+    """Each worker sums its chunks first: the sums' order follows the chunks, not the placement."""
+    operator = ClusterOperator(da.from_array(matrix, chunks=(50, -1)), client)
+    workers = sorted(client.nthreads())
+    assert operator._workers == [workers[0]] * 4 + [workers[1]] * 4
+    who_has = client.who_has(operator._chunks)
+    assert [list(who_has[chunk.key]) for chunk in operator._chunks] == [
+        [worker] for worker in operator._workers
+    ]
