@@ -20,8 +20,11 @@ SCRIPT = textwrap.dedent(
     import numba
     import numpy as np
 
-    from hyperspy_nmfdecide.nmf import run_sweep
+    from hyperspy_nmfdecide.nmf import run_sweep, updates
 
+    # Every HALS update through the parallel kernel (this problem is small enough that all of
+    # them would run serially): the case under test is two threads in parallel functions.
+    updates.PARALLEL_WORK = 0
     warnings.simplefilter("ignore")
     rng = np.random.default_rng(0)
     x = rng.poisson(rng.gamma(1, 5, (300, 3)) @ rng.random((3, 200))).astype(np.float32)
