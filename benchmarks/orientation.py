@@ -140,6 +140,18 @@ class Case:
         return out
 
 
+def _truth_fields(scan) -> dict:
+    """The ground-truth fields of a Case that every simulated scan has."""
+    return {
+        "sources": scan.sources,
+        "weights": scan.weights,
+        "labels": scan.labels,
+        "label_sets": scan.label_sets,
+        "background_index": scan.background_index,
+        "true_k": scan.true_k,
+    }
+
+
 def _beam_disc(size: int, radius: float, centre_rc=None) -> np.ndarray:
     centre_rc = (size / 2, size / 2) if centre_rc is None else centre_rc
     yy, xx = np.indices((size, size))
@@ -167,12 +179,7 @@ def own_case(crystals, n_crystals, dose, seed, nav=32, size=64, extra=()) -> Cas
     return Case(
         name=f"own {'+'.join(phases)} {dose:g}e s{seed} [{zones}]",
         signal=scan.signal,
-        sources=scan.sources,
-        weights=scan.weights,
-        labels=scan.labels,
-        label_sets=scan.label_sets,
-        background_index=scan.background_index,
-        true_k=scan.true_k,
+        **_truth_fields(scan),
         dose=dose,
         crystal_sources=list(range(first, first + len(phases))),
         crystal_phases=phases,
@@ -262,12 +269,7 @@ def _independent_case(scan, key_of_crystal, candidate_keys, name, exc, radius, s
     return Case(
         name=name,
         signal=signal,
-        sources=scan.sources,
-        weights=scan.weights,
-        labels=scan.labels,
-        label_sets=scan.label_sets,
-        background_index=scan.background_index,
-        true_k=scan.true_k,
+        **_truth_fields(scan),
         dose=scan.dose,
         crystal_sources=list(range(first, first + n)),
         crystal_phases=phases,

@@ -23,8 +23,8 @@ RADIAL = (4 * SCALE, 0.96)
 EXCITATION = 0.04
 
 
-def _render(phase, rotation) -> np.ndarray:
-    """A (SIZE, SIZE) pattern of Gaussian spots at the template's positions and intensities."""
+def _spots(phase, rotation) -> tuple[np.ndarray, np.ndarray]:
+    """The template's spot positions (Å⁻¹) and intensities at ``rotation``."""
     sim = SimulationGenerator(200.0).calculate_diffraction2d(
         phase,
         rotation=rotation,
@@ -32,11 +32,17 @@ def _render(phase, rotation) -> np.ndarray:
         with_direct_beam=False,
         max_excitation_error=EXCITATION,
     )
-    xy = sim.coordinates.data[:, :2] / SCALE + SIZE // 2
+    return sim.coordinates.data[:, :2], np.asarray(sim.coordinates.intensity)
+
+
+def _render(phase, rotation) -> np.ndarray:
+    """A (SIZE, SIZE) pattern of Gaussian spots at the template's positions and intensities."""
+    xy, intensity = _spots(phase, rotation)
+    xy = xy / SCALE + SIZE // 2
     grid = np.arange(SIZE)
     gx = np.exp(-((grid[None] - xy[:, :1]) ** 2) / (2 * 1.2**2))
     gy = np.exp(-((grid[None] - xy[:, 1:]) ** 2) / (2 * 1.2**2))
-    return (gy * np.asarray(sim.coordinates.intensity)[:, None]).T @ gx
+    return (gy * intensity[:, None]).T @ gx
 
 
 def _factors(images) -> ElectronDiffraction2D:
@@ -86,18 +92,11 @@ def test_in_plane_turn_is_recovered(name, zone, in_plane, tilt):
     phase = crystal_phase(name)
     truth = _near_zone(zone, in_plane, tilt)
     factor = cartesian_factor(_render(phase, truth), (-1.0, -1.0), (SCALE, SCALE), RADIAL)
-    sim = SimulationGenerator(200.0).calculate_diffraction2d(
-        phase,
-        rotation=truth,
-        reciprocal_radius=1.0,
-        with_direct_beam=False,
-        max_excitation_error=EXCITATION,
-    )
-    xy = sim.coordinates.data[:, :2]
+    xy, intensity = _spots(phase, truth)
     for turn_deg in (-1.2, 0.7):
         a = np.radians(turn_deg)
         turned = xy @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).T
-        angle, used = in_plane_correction(factor, turned, np.asarray(sim.coordinates.intensity))
+        angle, used = in_plane_correction(factor, turned, intensity)
         assert used >= 4
         assert abs(np.degrees(angle) + turn_deg) < 0.1
 

@@ -16,7 +16,7 @@ pass the detection threshold, and the spot matrix says less about a realistic sp
 Timings on a shared machine are noisy: only ratios measured in the same process are meant to
 be read, and the load (``os.getloadavg``) is printed before and after every sweep.
 
-Run:  python benchmarks/sparse.py [--quick] [--restarts N] [--dense-before] [--threads N]
+Run:  python benchmarks/sparse_sweep.py [--quick] [--restarts N] [--dense-before] [--threads N]
 
 (it imports the package of the checkout it is in, which it prints).
 
@@ -28,18 +28,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-# Python puts this file's folder first on the path, where this file would be found as the
-# package ``sparse`` (pydata's, which orix imports); the checkout's root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
+import numba
+import numpy as np
 
 
 def parse() -> argparse.Namespace:
