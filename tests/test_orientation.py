@@ -239,6 +239,10 @@ def test_phase_maps_at_another_k_are_refused(mapped):
     other.k = idx.k + 1
     with pytest.raises(ValueError, match=r"phase_maps are at k=3, the component index at k=4"):
         other.crystal_map(pm)
+    elsewhere = ComponentIndex.from_dict(idx.to_dict())
+    elsewhere.params["data_fingerprint"] = {**idx.params["data_fingerprint"], "sha256": "0" * 64}
+    with pytest.raises(ValueError, match="computed from other data"):
+        elsewhere.crystal_stack(pm)
 
 
 def test_lazy_signal_gives_the_eager_result(mapped):
