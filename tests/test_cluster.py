@@ -71,11 +71,13 @@ def test_loadings_blocks_stay_on_the_worker_of_their_chunk(matrix, client):
     wtx, wtw, _ = _pass(operator, stack, "hals", update_loadings=True)
     # What reached this process is factor-sized: T × p and k × k, never n rows.
     assert wtx.shape == (6, 60) and wtw[2].shape == (3, 2, 2)
-    assert all(isinstance(block, distributed.Future) for block in stack.blocks)
+    # A block is (its worker's result, index): held where its chunk is.
+    holders = [block[0] for block in stack.blocks]
+    assert all(isinstance(holder, distributed.Future) for holder in holders)
     chunk_owner = client.who_has(operator._chunks)
-    block_owner = client.who_has(stack.blocks)
-    for chunk, block in zip(operator._chunks, stack.blocks):
-        assert set(block_owner[block.key]) == set(chunk_owner[chunk.key])
+    block_owner = client.who_has(holders)
+    for chunk, holder in zip(operator._chunks, holders):
+        assert set(block_owner[holder.key]) == set(chunk_owner[chunk.key])
 
 
 def test_a_pattern_split_across_chunks_is_rechunked(matrix, client):
@@ -108,15 +110,19 @@ def test_a_lost_cluster_is_a_clear_error_and_the_checkpoint_resumes_exactly(matr
     np.testing.assert_array_equal(resumed.loadings[3], uninterrupted.loadings[3])
 
 
-def test_a_pass_is_one_task_per_chunk_and_one_sum_per_worker(matrix, client):
+def test_a_pass_is_one_task_and_one_take_of_its_sum_per_worker(matrix, client):
     operator = ClusterOperator(da.from_array(matrix, chunks=(50, -1)), client)
     rng = np.random.default_rng(2)
     stack = _Stack([Run(rng.random((400, 2)), rng.random((2, 60))) for _ in range(2)], operator)
     with distributed.get_task_stream(client) as tasks:
         _pass(operator, stack, "hals", update_loadings=True)
     names = sorted(distributed.utils.key_split(task["key"]) for task in tasks.data)
-    # No task only picks a block or a partial out of a chunk's result.
-    assert names == ["run_chunk"] * 8 + ["worker_sum"] * len(client.nthreads())
+    # Each task costs a few ms of scheduling: not one per chunk (8 here), one per worker.
+    n_workers = len(client.nthreads())
+    assert names == ["run_chunks"] * n_workers + ["take_partial"] * n_workers
+    # The blocks stay usable after their worker's sum was taken, in chunk order.
+    blocks = operator.gather(stack.blocks)
+    assert [block.shape for block in blocks] == [(4, 50)] * 8
 
 
 def test_consecutive_chunks_share_a_worker_whatever_the_scheduler_would_choose(matrix, client):

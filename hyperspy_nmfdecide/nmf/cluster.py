@@ -2,17 +2,19 @@
 
 :class:`ClusterOperator` is a lazy :class:`~.operators.DenseOperator` whose navigation chunks of
 X (masked, float32) are computed once into worker memory (dask spills them to disk when a
-worker's memory fills).  The blocks of the loadings stay on the worker of their chunk: each pass
-sends the stacked factors ``H`` (T × p) to every worker once, runs one task per chunk (update the
-chunk's loadings, ``W_cᵀ X_c``, ``W_cᵀ W_c``), sums the T × p partials of each worker's chunks on
-that worker (one task), and those sums across workers (a tree of tasks beyond ``_FAN_IN``
-workers, then in the client).  A chunk task's result holds both its new block and its partial,
-so no task per item picks them apart: each task hop costs a few ms of scheduling.  Only
-factor-sized matrices reach the client; loadings rows travel only when a run finishes (its
-n × k loadings are the result) or a checkpoint is written.
+worker's memory fills).  Consecutive chunks share a worker, and the blocks of the loadings stay
+on the worker of their chunk.  A pass sends the stacked factors ``H`` (T × p) to every worker
+once and runs *one task per worker*: it does the work of each of that worker's chunks in turn
+(update the chunk's loadings, ``W_cᵀ X_c``, ``W_cᵀ W_c``), adding the T × p partials as it
+goes, and keeps the new blocks with the sum in its result; one small task per worker hands the
+sum over (the blocks stay), and the workers' sums are added in a tree of tasks beyond
+``_FAN_IN`` workers, then in the client.  Each task costs a few ms of scheduling whatever its
+size, so the number of tasks per pass, not the arithmetic, sets the cost of a pass on small
+chunks.  Only factor-sized matrices reach the client; loadings rows travel only when a run
+finishes (its n × k loadings are the result) or a checkpoint is written.
 
-The per-chunk tasks are the engine's own (:func:`~.engine.fit_runs` calls ``map_reduce``); only
-where they run differs, so a cluster sweep equals an in-process one up to the order of the
+The per-chunk work is the engine's own (:func:`~.engine.fit_runs` calls ``map_reduce``); only
+where it runs differs, so a cluster sweep equals an in-process one up to the order of the
 float32 sums.
 """
 
@@ -33,6 +35,10 @@ __all__ = ["ClusterError", "ClusterOperator", "active_client"]
 
 #: Workers' sums added per reduction task (a tree of this fan-in), and by this process at last.
 _FAN_IN = 8
+
+#: Shared arrays of a pass at least this large are scattered to every worker ahead of its
+#: tasks; smaller ones travel inside the tasks (a broadcast scatter is one more round trip).
+_SCATTER_BYTES = 2**20
 
 
 class ClusterError(RuntimeError):
@@ -73,43 +79,54 @@ def _cluster_errors():
         ) from error
 
 
-class _ChunkResult:
-    """A chunk task's result, held on its worker: the new block, and the partial until summed.
+class _WorkerResult:
+    """One worker's share of a pass, held on that worker: its chunks' new blocks, and the sum
+    of their partials until it is taken.
 
-    One task result carries both, so no task per item picks them apart.  The partial (T × p) is
-    taken once by its worker's sum, which frees it; the block stays as the chunk's block.
+    The client refers to a block as ``(future of this result, index)``; the sum (T × p) is
+    taken once, by a small task that frees it, while the blocks stay for the next pass.
     """
 
-    __slots__ = ("block", "partial", "taken")
+    __slots__ = ("blocks", "partial", "taken")
 
-    def __init__(self, block: Any, partial: Any) -> None:
-        self.block = block
+    def __init__(self, blocks: list, partial: Any) -> None:
+        self.blocks = blocks
         self.partial = partial
         self.taken = False
 
     def take_partial(self) -> Any:
-        """The partial, handed over once (a second take would count a chunk twice)."""
+        """The sum, handed over once (a second take would count the chunks twice)."""
         if self.taken:
-            raise RuntimeError("a chunk's partial was summed twice")
+            raise RuntimeError("a worker's partial sum was taken twice")
         partial, self.partial, self.taken = self.partial, None, True
         return partial
 
 
-@sizeof.register(_ChunkResult)
-def _sizeof_chunk_result(result: _ChunkResult) -> int:
-    """Bytes a worker counts for a chunk result (the partial while it is held), for spilling."""
-    return sizeof(result.block) + sizeof(result.partial)
+@sizeof.register(_WorkerResult)
+def _sizeof_worker_result(result: _WorkerResult) -> int:
+    """Bytes a worker counts for its result (the sum while it is held), for spilling."""
+    return sum(sizeof(block) for block in result.blocks) + sizeof(result.partial)
 
 
 def _block(value: Any) -> Any:
-    """A block's value, whether scattered as it is or held in a chunk task's result."""
-    return value.block if isinstance(value, _ChunkResult) else value
+    """A block's value: scattered as it is, or ``(worker result, index)`` of a pass."""
+    if isinstance(value, tuple):
+        result, index = value
+        return result.blocks[index]
+    return value
 
 
-def _run_chunk(task: ChunkTask, products: Any, chunk: Any, block: Any, **shared: Any) -> Any:
-    """The chunk task on its worker; its block and partial kept together."""
+def _run_chunks(
+    task: ChunkTask, products: Any, chunks: list, blocks: list, shared: dict[str, Any]
+) -> _WorkerResult:
+    """The chunk task on each of one worker's chunks, in order, their partials summed."""
+    new_blocks, total = [], None
     with _worker_threads():
-        return _ChunkResult(*task(products, chunk, _block(block), **shared))
+        for chunk, block in zip(chunks, blocks):
+            new_block, partial = task(products, chunk, _block(block), **shared)
+            new_blocks.append(new_block)
+            total = partial if total is None else add_partials(total, partial)
+    return _WorkerResult(new_blocks, total)
 
 
 @contextmanager
@@ -137,13 +154,13 @@ def _worker_threads():
         numba.set_num_threads(previous)
 
 
-def _worker_sum(*results: _ChunkResult) -> Any:
-    """The sum of the partials of one worker's chunks (taken from them: their memory is freed)."""
-    total = None
-    for result in results:
-        partial = result.take_partial()
-        total = partial if total is None else add_partials(total, partial)
-    return total
+def _take_partial(result: _WorkerResult) -> Any:
+    return result.take_partial()
+
+
+def _map_blocks(task: Callable, blocks: list, args: tuple) -> _WorkerResult:
+    """``task(block, *args)`` for each of one worker's blocks, kept on that worker."""
+    return _WorkerResult([task(_block(block), *args) for block in blocks], None)
 
 
 def _sum_partials(*partials: Any) -> Any:
@@ -186,10 +203,6 @@ def _on(worker: str | None) -> list[str] | None:
     return None if worker is None else [worker]
 
 
-def _on_block(task: Callable, block: Any, *args: Any) -> Any:
-    return task(_block(block), *args)
-
-
 class ClusterOperator(DenseOperator):
     """A lazy data matrix whose chunks are held, and worked on, by a dask cluster.
 
@@ -225,6 +238,9 @@ class ClusterOperator(DenseOperator):
         self.products = DenseProducts()
         with _cluster_errors():
             self._workers = _assigned(sorted(client.nthreads()), len(self.row_slices))
+            self._groups: dict[str | None, list[int]] = {}
+            for i, worker in enumerate(self._workers):
+                self._groups.setdefault(worker, []).append(i)
             self._chunks = [
                 client.compute(block, workers=_on(worker), allow_other_workers=True)
                 for block, worker in zip(self._lazy_blocks(), self._workers)
@@ -234,37 +250,42 @@ class ClusterOperator(DenseOperator):
     def map_reduce(
         self, task: ChunkTask, blocks: Sequence | None = None, **shared: Any
     ) -> tuple[list, Any]:
-        """One task per chunk on the chunk's worker, one sum per worker, then across workers.
+        """One task per worker over its chunks, one take of each worker's sum, then the total.
 
-        The new blocks are the chunk tasks' own futures (their results hold the block); the
-        workers' sums are added in a tree of tasks down to ``_FAN_IN``, which this process
-        gathers and adds (one hop less than a last task).
+        The new blocks are ``(future of the worker's result, index)``; the workers' sums are
+        added in a tree of tasks down to ``_FAN_IN``, which this process gathers and adds (one
+        hop less than a last task).
         """
         with _cluster_errors():
             shared = self._scattered(shared)
             blocks = [None] * len(self._chunks) if blocks is None else blocks
-            results = [
-                self._submit(_run_chunk, worker, task, self.products, chunk, block, **shared)
-                for chunk, block, worker in zip(self._chunks, blocks, self._workers)
-            ]
-            by_worker: dict[str | None, list] = {}
-            for result, worker in zip(results, self._workers):
-                by_worker.setdefault(worker, []).append(result)
-            partials = [
-                self._submit(_worker_sum, worker, *group) for worker, group in by_worker.items()
-            ]
+            new_blocks: list = [None] * len(self._chunks)
+            partials = []
+            for worker, members in self._groups.items():
+                result = self._submit(
+                    _run_chunks,
+                    worker,
+                    task,
+                    self.products,
+                    [self._chunks[i] for i in members],
+                    [blocks[i] for i in members],
+                    shared,
+                )
+                for index, i in enumerate(members):
+                    new_blocks[i] = (result, index)
+                partials.append(self._submit(_take_partial, worker, result))
             while len(partials) > _FAN_IN:
                 partials = [
                     self.client.submit(_sum_partials, *partials[i : i + _FAN_IN], pure=False)
                     for i in range(0, len(partials), _FAN_IN)
                 ]
-            return results, _sum_partials(*self.client.gather(partials))
+            return new_blocks, _sum_partials(*self.client.gather(partials))
 
     def _scattered(self, shared: dict[str, Any]) -> dict[str, Any]:
-        """The arrays among a pass's shared arguments, sent to every worker once."""
+        """The large arrays among a pass's shared arguments, sent to every worker once."""
         return {
             name: self.client.scatter(value, broadcast=True, hash=False)
-            if isinstance(value, np.ndarray)
+            if isinstance(value, np.ndarray) and value.nbytes >= _SCATTER_BYTES
             else value
             for name, value in shared.items()
         }
@@ -285,10 +306,14 @@ class ClusterOperator(DenseOperator):
         )
 
     def map_blocks(self, task: Callable, blocks: Sequence, *args: Any) -> list:
+        """``task(block, *args)`` for every chunk's block: one task per worker, kept there."""
         with _cluster_errors():
-            return [
-                self.client.submit(_on_block, task, block, *args, pure=False) for block in blocks
-            ]
+            new_blocks: list = [None] * len(blocks)
+            for worker, members in self._groups.items():
+                result = self._submit(_map_blocks, worker, task, [blocks[i] for i in members], args)
+                for index, i in enumerate(members):
+                    new_blocks[i] = (result, index)
+            return new_blocks
 
     def split_rows(self, matrix_t: np.ndarray) -> list:
         with _cluster_errors():
