@@ -134,3 +134,29 @@ def test_consecutive_chunks_share_a_worker_whatever_the_scheduler_would_choose(m
     assert [list(who_has[chunk.key]) for chunk in operator._chunks] == [
         [worker] for worker in operator._workers
     ]
+
+
+def test_shared_factors_scattered_ahead_give_the_same_pass(matrix, client, monkeypatch):
+    """Large H is scattered to the workers, small H rides in the tasks: the sums are the same."""
+    from hyperspy_nmfdecide.nmf import cluster
+
+    operator = ClusterOperator(da.from_array(matrix, chunks=(100, -1)), client)
+    rng = np.random.default_rng(3)
+    runs = [Run(rng.random((400, 2)), rng.random((2, 60))) for _ in range(2)]
+    inline = _pass(
+        operator, _Stack([Run(r.w, r.h) for r in runs], operator), "hals", update_loadings=True
+    )
+    monkeypatch.setattr(cluster, "_SCATTER_BYTES", 0)
+    scattered = _pass(operator, _Stack(runs, operator), "hals", update_loadings=True)
+    np.testing.assert_array_equal(scattered[0], inline[0])
+    np.testing.assert_array_equal(scattered[1][2], inline[1][2])
+
+
+def test_a_workers_sum_is_handed_over_once():
+    from hyperspy_nmfdecide.nmf.cluster import _WorkerResult
+
+    result = _WorkerResult([np.zeros(2)], np.ones(3))
+    assert result.take_partial().tolist() == [1.0, 1.0, 1.0]
+    assert result.partial is None and len(result.blocks) == 1  # the sum freed, the block kept
+    with pytest.raises(RuntimeError, match="taken twice"):
+        result.take_partial()

@@ -13,7 +13,7 @@ This module is the base of the operator modules: it imports none of them, so the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -31,6 +31,7 @@ __all__ = [
     "PROJECTIONS",
     "add_partials",
     "projection_vectors",
+    "run_chunk_tasks",
 ]
 
 #: Working precision of every product with X (DESIGN §7: float32 GEMM is twice as fast).
@@ -260,12 +261,8 @@ class InProcessChunks:
         of arrays, summed entry by entry; ``None`` partials give ``None``).
         """
         blocks = [None] * len(self.row_slices) if blocks is None else blocks
-        kept, total = [], None
-        for (_, chunk), block in zip(self.chunks(), blocks):
-            new_block, partial = task(self, chunk, block, **shared)
-            kept.append(new_block)
-            total = partial if total is None else add_partials(total, partial)
-        return kept, total
+        pairs = ((chunk, block) for (_, chunk), block in zip(self.chunks(), blocks))
+        return run_chunk_tasks(task, self, pairs, shared)
 
     def map_blocks(self, task: Callable, blocks: Sequence, *args: Any) -> list:
         """``task(block, *args)`` for every block, where the block is."""
@@ -282,6 +279,30 @@ class InProcessChunks:
     def gather(self, blocks: Sequence) -> list[np.ndarray]:
         """The blocks' values, in this process."""
         return list(blocks)
+
+
+def run_chunk_tasks(
+    task: ChunkTask, products: Any, pairs: Iterable[tuple[Any, Any]], shared: dict[str, Any]
+) -> tuple[list, Any]:
+    """``task(products, X_c, block, **shared)`` over ``(X_c, block)`` pairs, in order.
+
+    Returns the new blocks and the sum of the partials, added in chunk order: the one loop of
+    every operator's ``map_reduce`` (in this process, and on each cluster worker for its
+    chunks), so that the float32 sums run in the same order wherever the chunks are.
+
+    Examples
+    --------
+    >>> task = lambda products, chunk, block: (block, chunk.sum(0))
+    >>> blocks, total = run_chunk_tasks(task, None, [(np.ones((2, 2)), "a")], {})
+    >>> blocks, total.tolist()
+    (['a'], [2.0, 2.0])
+    """
+    kept, total = [], None
+    for chunk, block in pairs:
+        new_block, partial = task(products, chunk, block, **shared)
+        kept.append(new_block)
+        total = partial if total is None else add_partials(total, partial)
+    return kept, total
 
 
 def add_partials(total: Any, partial: Any) -> Any:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from dask.sizeof import sizeof
 
-from .chunks import ChunkTask, add_partials
+from .chunks import ChunkTask, add_partials, run_chunk_tasks
 from .operators import DenseOperator, DenseProducts
 
 __all__ = ["ClusterError", "ClusterOperator", "active_client"]
@@ -120,13 +120,9 @@ def _run_chunks(
     task: ChunkTask, products: Any, chunks: list, blocks: list, shared: dict[str, Any]
 ) -> _WorkerResult:
     """The chunk task on each of one worker's chunks, in order, their partials summed."""
-    new_blocks, total = [], None
     with _worker_threads():
-        for chunk, block in zip(chunks, blocks):
-            new_block, partial = task(products, chunk, _block(block), **shared)
-            new_blocks.append(new_block)
-            total = partial if total is None else add_partials(total, partial)
-    return _WorkerResult(new_blocks, total)
+        pairs = zip(chunks, map(_block, blocks))
+        return _WorkerResult(*run_chunk_tasks(task, products, pairs, shared))
 
 
 @contextmanager
@@ -152,10 +148,6 @@ def _worker_threads():
         yield
     finally:
         numba.set_num_threads(previous)
-
-
-def _take_partial(result: _WorkerResult) -> Any:
-    return result.take_partial()
 
 
 def _map_blocks(task: Callable, blocks: list, args: tuple) -> _WorkerResult:
@@ -273,7 +265,7 @@ class ClusterOperator(DenseOperator):
                 )
                 for index, i in enumerate(members):
                     new_blocks[i] = (result, index)
-                partials.append(self._submit(_take_partial, worker, result))
+                partials.append(self._submit(_WorkerResult.take_partial, worker, result))
             while len(partials) > _FAN_IN:
                 partials = [
                     self.client.submit(_sum_partials, *partials[i : i + _FAN_IN], pure=False)
