@@ -443,8 +443,9 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
 
         Each factor of the stored sweep is reprojected to polar coordinates and matched against
         a diffsims template bank of every phase over its reduced fundamental zone (orix), as
-        pyxem's ``get_orientation`` does; the in-plane angle of the best match is then refined
-        on the factor's spot positions (a 2-D Procrustes fit of the template's spots); see
+        pyxem's ``get_orientation`` does; the best match is then refined on the factor: its
+        angle about the beam from the spot positions (a 2-D Procrustes fit of the template's
+        spots), its tilt from the integrated spot intensities; see
         :mod:`hyperspy_nmfdecide.orientation` and :mod:`hyperspy_nmfdecide.refinement`.  The
         beam energy is ``metadata.Acquisition_instrument.TEM.beam_energy``; the signal axes
         must be in Å⁻¹ with 0 on the direct beam.  With phase maps at k, ``idx.crystal_map(pm)``
@@ -463,7 +464,8 @@ class NMFDecideDiffraction2D(ElectronDiffraction2D):
             Angular step of the template grid, degrees.
         refine : bool
             Refine each crystal's angle about the beam on its spot positions (the grid steps
-            1° in plane); the tilt stays the grid's, within ``resolution / 2``.  A zone-axis
+            1° in plane) and its tilt, within 2° of the match, on its spot intensities; False
+            keeps the grid's orientation (within ``resolution / 2`` in tilt).  A zone-axis
             pattern hardly tells an orientation from the same turned 180° about the beam
             (Friedel's law; for cubic crystals that turn about [112] is the 60° [111] twin):
             look at the candidates when the two score alike.
