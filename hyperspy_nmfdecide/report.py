@@ -967,8 +967,9 @@ def orientation_section(report: Report, index, pm) -> None:
     text = (
         f"The {index.k} NMF factors matched against template banks of "
         f"{', '.join(index.phase_names)} (pyxem's polar template matching over each phase's "
-        f"fundamental zone at {index.params['resolution']:g}°, the angle about the beam "
-        f"refined on the spot positions: {'yes' if index.params['refine'] else 'no'}). "
+        f"fundamental zone at {index.params['resolution']:g}°; refined on the factor, the "
+        "angle about the beam from the spot positions and the tilt from the spot intensities: "
+        f"{'yes' if index.params['refine'] else 'no'}). "
         f"{n_crystals} component(s) are crystals. A phase reliability near 0 means another "
         "phase fits as well (e.g. two cubic phases of nearly equal spacing at [001]); a "
         "zone-axis pattern cannot tell a turn of 180° about the beam. The crystals at every "
